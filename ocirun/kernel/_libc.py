@@ -1,0 +1,68 @@
+"""ctypes handle on libc, per-architecture syscall numbers, and errno → OSError.
+
+Loaded once, with ``use_errno=True`` so that every failure can be reported as
+``OSError(errno, "what", path)`` the way the rest of Python does.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+# Syscalls that glibc 2.36 has no wrapper for (or whose wrapper we avoid).
+# Numbers from the kernel's unistd tables; x86_64 and aarch64 (asm-generic).
+_SYSCALLS = {
+    "x86_64": {
+        "pivot_root": 155, "setns": 308, "unshare": 272, "seccomp": 317,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "fspick": 433, "pidfd_open": 434, "clone3": 435,
+        "openat2": 437, "pidfd_getfd": 438, "mount_setattr": 442,
+        "pidfd_send_signal": 424, "sched_setattr": 314, "ioprio_set": 251,
+        "set_mempolicy": 238, "capget": 125, "capset": 126, "bpf": 321,
+        "personality": 135, "close_range": 436, "execveat": 322,
+        "memfd_create": 319, "kcmp": 312,
+    },
+    "aarch64": {
+        "pivot_root": 41, "setns": 268, "unshare": 97, "seccomp": 277,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "fspick": 433, "pidfd_open": 434, "clone3": 435,
+        "openat2": 437, "pidfd_getfd": 438, "mount_setattr": 442,
+        "pidfd_send_signal": 424, "sched_setattr": 274, "ioprio_set": 30,
+        "set_mempolicy": 237, "capget": 90, "capset": 91, "bpf": 280,
+        "personality": 92, "close_range": 436, "execveat": 281,
+        "memfd_create": 279, "kcmp": 272,
+    },
+}
+
+ARCH = platform.machine()
+try:
+    NR = _SYSCALLS[ARCH]
+except KeyError:  # pragma: no cover - only on unsupported hardware
+    raise ImportError(f"ocirun: unsupported architecture {ARCH!r} (known: {', '.join(_SYSCALLS)})")
+
+
+def raise_errno(what: str, path: str | None = None) -> None:
+    """Raise ``OSError`` from the current errno, naming the operation and path."""
+    err = ctypes.get_errno()
+    if path is None:
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    raise OSError(err, f"{what}: {os.strerror(err)}", path)
+
+
+def check(ret: int, what: str, path: str | None = None) -> int:
+    """Return ``ret`` unless it is -1, in which case raise from errno."""
+    if ret == -1:
+        raise_errno(what, path)
+    return ret
+
+
+def syscall(name: str, *args) -> int:
+    """Invoke the raw syscall ``name`` (by number, for this architecture)."""
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(NR[name]), *args)
+    if ret == -1:
+        raise_errno(name, None)
+    return ret
