@@ -1,0 +1,82 @@
+"""Domain errors, worded at the edge the way runc words them.
+
+Engines match runc's strings (podman turns ``exec: "/x": stat /x: no such file
+or directory`` into exit 127, containerd looks for ``does not exist``), so the
+messages that cross the CLI boundary keep runc's spelling.  Every error carries
+one line of text; context is prepended by each layer with :func:`wrap`.
+"""
+from __future__ import annotations
+
+
+class OciError(Exception):
+    """Base of every error ocirun reports to the user (one line, exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(OciError):
+    """Bad command line: wrong flags or arguments."""
+
+
+class ConfigError(OciError):
+    """config.json (or a process/resources JSON) is missing, malformed or invalid."""
+
+
+class InvalidIdError(OciError):
+    """A container id that breaks the id rules."""
+
+
+class ContainerNotFound(OciError):
+    def __init__(self, cid: str):
+        super().__init__(f"container {cid} does not exist")
+        self.id = cid
+
+
+class ContainerExists(OciError):
+    def __init__(self, cid: str):
+        super().__init__(f"container with id exists: {cid}")
+        self.id = cid
+
+
+class InvalidState(OciError):
+    """The operation is not allowed in the container's current status."""
+
+
+class NotRunning(InvalidState):
+    def __init__(self, what: str = "container not running"):
+        super().__init__(what)
+
+
+class InitError(OciError):
+    """The init stage failed; the message comes from the child with its context."""
+
+
+class HookError(OciError):
+    """A lifecycle hook failed or timed out."""
+
+
+class CgroupError(OciError):
+    """A cgroup operation failed (names the file and the value)."""
+
+
+class SeccompError(OciError):
+    """The seccomp profile cannot be translated or loaded."""
+
+
+def wrap(context: str, err: BaseException) -> OciError:
+    """Return an OciError whose message is ``context: <err>``, keeping the class when possible."""
+    msg = f"{context}: {err}"
+    if isinstance(err, OciError):
+        new = OciError.__new__(type(err))
+        OciError.__init__(new, msg)
+        new.__dict__.update({k: v for k, v in err.__dict__.items() if k != "message"})
+        new.message = msg
+        return new
+    return OciError(msg)
