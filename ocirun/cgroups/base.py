@@ -1,0 +1,228 @@
+"""What the v1 and v2 drivers share: reading and writing control files, making and removing directories,
+freezing-then-signalling, and the state round trip.
+
+Every write goes through :meth:`Manager.write`, which turns a kernel refusal into a :class:`CgroupError`
+naming the file and the value (``write /sys/fs/cgroup/memory/x/memory.limit_in_bytes: "100": Device or
+resource busy``) and, when ``journal`` is a list, records ``(path, value)`` so tests can assert the exact
+order of writes (the kernel keeps only the last one in a fake tree).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal as _signal
+import time
+
+from ..errors import CgroupError
+
+log = logging.getLogger("ocirun.cgroups")
+
+
+def read(dirpath: str, name: str) -> str:
+    path = os.path.join(dirpath, name)
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        err = CgroupError(f"read {path}: {e.strerror}")
+        err.errno = e.errno
+        raise err from e
+
+
+def read_int(dirpath: str, name: str, default: int | None = None) -> int:
+    """An integer file; ``max`` reads as -1.  With a default, a missing file reads as the default."""
+    try:
+        text = read(dirpath, name).strip()
+    except CgroupError as e:
+        if default is not None and getattr(e, "errno", None) == errno.ENOENT:
+            return default
+        raise
+    if text == "max":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise CgroupError(f"read {os.path.join(dirpath, name)}: unexpected content {text!r}") from None
+
+
+def read_keyed(dirpath: str, name: str) -> dict[str, int]:
+    """A flat-keyed file (``key value`` per line: memory.stat, cpu.stat, memory.events)."""
+    out: dict[str, int] = {}
+    for line in read(dirpath, name).splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def exists(dirpath: str, name: str) -> bool:
+    return os.path.exists(os.path.join(dirpath, name))
+
+
+def read_procs(dirpath: str, recursive: bool = True) -> list[int]:
+    """cgroup.procs of a cgroup and (recursive) of every cgroup below it."""
+    pids: list[int] = []
+    for top, dirs, _files in os.walk(dirpath) if recursive else [(dirpath, [], [])]:
+        try:
+            with open(os.path.join(top, "cgroup.procs")) as f:
+                pids.extend(int(x) for x in f.read().split())
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise CgroupError(f"read {os.path.join(top, 'cgroup.procs')}: {e.strerror}") from e
+    return sorted(set(pids))
+
+
+class Manager:
+    """One container's cgroup in every hierarchy the host has.  Built by :func:`ocirun.cgroups.for_container`
+    or reopened by :meth:`from_state`; concrete drivers are :class:`~ocirun.cgroups.v1.V1Manager` and
+    :class:`~ocirun.cgroups.v2.V2Manager`."""
+
+    driver = "cgroupfs"
+    mode = ""
+
+    def __init__(self, *, root: str, inner: str, container_id: str, rootless: bool = False,
+                 created: list[str] | None = None):
+        self.root = root
+        self.inner = inner
+        self.container_id = container_id
+        self.rootless = rootless
+        self.created: list[str] = list(created or [])
+        self.journal: list[tuple[str, str]] | None = None
+
+    # ---- the file seam -------------------------------------------------------------------------------
+    def write(self, dirpath: str, name: str, value) -> None:
+        path = os.path.join(dirpath, name)
+        value = str(value)
+        if self.journal is not None:
+            self.journal.append((path, value))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        except OSError as e:
+            err = CgroupError(f"open {path}: {e.strerror}")
+            err.errno = e.errno
+            raise err from e
+        try:
+            os.write(fd, value.encode())
+        except OSError as e:
+            err = CgroupError(f'write {path}: "{value}": {e.strerror}')
+            err.errno = e.errno
+            raise err from e
+        finally:
+            os.close(fd)
+
+    # ---- directories ---------------------------------------------------------------------------------
+    def _mkdir_p(self, path: str, mount: str) -> None:
+        """mkdir every missing component of ``path`` below ``mount``, remembering each one we made."""
+        rel = os.path.relpath(path, mount)
+        if rel.startswith(".."):
+            raise CgroupError(f"cgroup path {path} escapes its hierarchy {mount}")
+        cur = mount
+        for part in [] if rel == "." else rel.split("/"):
+            cur = os.path.join(cur, part)
+            try:
+                os.mkdir(cur, 0o755)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                err = CgroupError(f"mkdir {cur}: {e.strerror}")
+                err.errno = e.errno
+                raise err from e
+            self.created.append(cur)
+            self._on_mkdir(cur)
+
+    def _on_mkdir(self, path: str) -> None:
+        """Hook for what a new directory needs right away (v1 cpuset copies cpus/mems from its parent)."""
+
+    def _leaf_dirs(self) -> list[str]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _rmdir_retry(path: str, tries: int = 8) -> None:
+        """rmdir, retrying on EBUSY while the last processes are being reaped (10 ms, doubling)."""
+        delay = 0.01
+        for i in range(tries):
+            try:
+                os.rmdir(path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                if e.errno != errno.EBUSY or i == tries - 1:
+                    err = CgroupError(f"rmdir {path}: {e.strerror}")
+                    err.errno = e.errno
+                    raise err from e
+            time.sleep(delay)
+            delay *= 2
+
+    def destroy(self) -> None:
+        """Remove the directories we created, deepest first.  Sub-cgroups the container made inside its own
+        cgroup go too (rmdir only, never a file).  Ancestors shared with other containers that are still in
+        use (ENOTEMPTY/EBUSY) are left in place."""
+        leaves = set(self._leaf_dirs())
+        created = set(self.created)
+        first_err = None
+        for leaf in leaves:
+            if leaf not in created or not os.path.isdir(leaf):
+                continue
+            for top, dirs, _ in os.walk(leaf, topdown=False):
+                for d in dirs:
+                    try:
+                        self._rmdir_retry(os.path.join(top, d))
+                    except CgroupError as e:
+                        first_err = first_err or e
+        for path in sorted(created, key=lambda p: p.count("/"), reverse=True):
+            try:
+                self._rmdir_retry(path, tries=8 if path in leaves else 1)
+            except CgroupError as e:
+                if path in leaves:
+                    first_err = first_err or e
+                elif getattr(e, "errno", None) not in (errno.ENOTEMPTY, errno.EBUSY):
+                    first_err = first_err or e
+        self.created = [p for p in self.created if os.path.isdir(p)]
+        if first_err is not None:
+            raise first_err
+
+    # ---- processes -----------------------------------------------------------------------------------
+    def pids(self) -> list[int]:
+        return read_procs(self.path)
+
+    def kill_all(self, sig: int = _signal.SIGKILL) -> None:
+        """Freeze, signal every process, thaw — so nothing forks in between (runc's signalAllProcesses)."""
+        frozen = False
+        try:
+            self.freeze()
+            frozen = True
+        except CgroupError as e:
+            log.debug("kill_all: cannot freeze %s: %s", self.path, e)
+        try:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if frozen:
+                self.thaw()
+
+    def update(self, resources: dict) -> None:
+        """Like :meth:`apply`, with Docker's convention that a zero means "leave as it is"."""
+        self.apply(resources, update=True)
+
+    # ---- state ---------------------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        return {"driver": self.driver, "mode": self.mode, "root": self.root, "path": self.inner,
+                "id": self.container_id, "rootless": self.rootless, "paths": self.paths,
+                "created": list(self.created)}
+
+    @staticmethod
+    def from_state(d: dict) -> "Manager":
+        from . import from_state
+        return from_state(d)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.mode} {self.inner}>"

@@ -1,0 +1,314 @@
+"""runc's command tree: global flags, subcommands, exit codes.
+
+A small table-driven parser instead of argparse (≈7 ms to import): it accepts
+what urfave/cli accepts for runc — ``--flag value``, ``--flag=value``,
+``-flag value``, short aliases, flags before the positional arguments — so
+every caller in CLIENTS.md works unchanged.  Command code is imported lazily,
+so `state` does not pay for what `create` needs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import __version__
+
+# flag name → (aliases, takes a value)
+GLOBAL_FLAGS = {
+    "root": (("root",), True),
+    "log": (("log",), True),
+    "log-format": (("log-format",), True),
+    "debug": (("debug",), False),
+    "systemd-cgroup": (("systemd-cgroup",), False),
+    "rootless": (("rootless",), True),
+    "criu": (("criu",), True),
+    "help": (("help", "h"), False),
+    "version": (("version", "v"), False),
+}
+CREATE_FLAGS = {
+    "bundle": (("bundle", "b"), True),
+    "pid-file": (("pid-file",), True),
+    "console-socket": (("console-socket",), True),
+    "pidfd-socket": (("pidfd-socket",), True),
+    "no-pivot": (("no-pivot",), False),
+    "no-new-keyring": (("no-new-keyring",), False),
+    "preserve-fds": (("preserve-fds",), True),
+}
+COMMANDS = {
+    "create": CREATE_FLAGS,
+    "run": {**CREATE_FLAGS, "detach": (("detach", "d"), False), "keep": (("keep",), False)},
+    "start": {},
+    "state": {},
+    "kill": {"all": (("all", "a"), False)},
+    "delete": {"force": (("force", "f"), False)},
+    "list": {"format": (("format", "f"), True), "quiet": (("quiet", "q"), False)},
+    "spec": {"bundle": (("bundle", "b"), True), "rootless": (("rootless",), False)},
+    "features": {},
+}
+USAGE = """usage: ocirun [global options] command [command options] [arguments...]
+
+ocirun is an OCI runtime-spec compliant container runtime (runc-compatible CLI).
+
+commands:
+  create    create a container            start     start a created container
+  run       create and start a container  state     output the state of a container
+  kill      send a signal to the init     delete    delete a container
+  list      list containers               spec      create a new specification file
+  features  show the enabled features
+
+global options:
+  --root value         state directory (default: /run/ocirun)
+  --log value          log file (default: stderr)
+  --log-format value   text or json (default: text)
+  --debug              debug logging
+  --systemd-cgroup     use systemd for cgroups (cgroupsPath is slice:prefix:name)
+  --rootless value     true, false or auto
+  --version, -v        print the version
+"""
+
+
+class Usage(Exception):
+    pass
+
+
+def parse_flags(argv: list[str], table: dict, stop_at_positional: bool = False) -> tuple[dict, list[str]]:
+    """Parse ``argv`` against ``table``; return (flags by canonical name, positional arguments)."""
+    alias = {a: name for name, (aliases, _) in table.items() for a in aliases}
+    flags: dict = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i + 1:])
+            break
+        if arg.startswith("-") and arg != "-" and not (rest and stop_at_positional):
+            body = arg.lstrip("-")
+            name, eq, value = body.partition("=")
+            canon = alias.get(name)
+            if canon is None:
+                raise Usage(f"flag provided but not defined: -{name}")
+            if table[canon][1]:
+                if not eq:
+                    i += 1
+                    if i >= len(argv):
+                        raise Usage(f"flag needs an argument: -{name}")
+                    value = argv[i]
+                flags[canon] = value
+            else:
+                flags[canon] = value.lower() not in ("false", "0") if eq else True
+        else:
+            rest.append(arg)
+        i += 1
+    return flags, rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    sys.exit(run_cli(argv))
+
+
+def run_cli(argv: list[str]) -> int:
+    log = None
+    try:
+        # Global flags come before the command.
+        i = 0
+        globals_argv = []
+        while i < len(argv) and argv[i].startswith("-"):
+            globals_argv.append(argv[i])
+            name = argv[i].lstrip("-").partition("=")[0]
+            takes = next((t for n, (al, t) in GLOBAL_FLAGS.items() if name in al), False)
+            if takes and "=" not in argv[i] and i + 1 < len(argv):
+                i += 1
+                globals_argv.append(argv[i])
+            i += 1
+        g, _ = parse_flags(globals_argv, GLOBAL_FLAGS)
+        if g.get("version"):
+            print_version()
+            return 0
+        if g.get("help") or i >= len(argv):
+            sys.stdout.write(USAGE)
+            return 0 if g.get("help") else 1
+        cmd = argv[i]
+        if cmd not in COMMANDS:
+            raise Usage(f"no such command: {cmd}")
+        flags, args = parse_flags(argv[i + 1:], COMMANDS[cmd])
+        from .log import Logger
+
+        fmt = g.get("log-format", "text")
+        if fmt not in ("text", "json"):
+            raise Usage(f"invalid log-format: {fmt}")
+        log = Logger(g.get("log"), fmt, bool(g.get("debug")))
+        return dispatch(cmd, flags, args, g, log)
+    except Usage as e:
+        return _fail(log, f"{e}", usage=True)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # the edge: one line on stderr and in the log, exit 1
+        from .errors import OciError
+
+        if not isinstance(e, (OciError, OSError)) and os.environ.get("OCIRUN_TRACEBACK"):
+            raise
+        msg = str(e) if isinstance(e, OciError) else _describe(e)
+        return _fail(log, msg)
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, OSError):
+        text = e.strerror or str(e)
+        return f"{text}: {e.filename}" if e.filename and str(e.filename) not in text else text
+    return f"{type(e).__name__}: {e}"
+
+
+def _fail(log, msg: str, usage: bool = False) -> int:
+    if log is not None:
+        log.error(msg)
+    sys.stderr.write(f"ocirun: {msg}\n")
+    return 1
+
+
+def print_version() -> None:
+    from . import SPEC_VERSION
+
+    lines = [f"ocirun version {__version__}", f"spec: {SPEC_VERSION}",
+             f"python: {sys.version.split()[0]}"]
+    try:
+        from .seccomp import libseccomp_version
+
+        lines.append(f"libseccomp: {libseccomp_version()}")
+    except Exception:
+        pass
+    print("\n".join(lines))
+
+
+def _need(args: list[str], n: int, usage: str) -> None:
+    if len(args) < n:
+        raise Usage(f'"{usage}" requires {"exactly " if n == 1 else "at least "}{n} argument(s)')
+
+
+def dispatch(cmd: str, flags: dict, args: list[str], g: dict, log) -> int:
+    from .state import DEFAULT_ROOT
+
+    root = os.path.abspath(g.get("root") or _default_root(g))
+    if cmd in ("spec", "features"):
+        return _static(cmd, flags)
+    if cmd == "list":
+        return cmd_list(root, flags)
+    from .container import Runtime
+
+    rt = Runtime(root, log)
+    if cmd in ("create", "run"):
+        _need(args, 1, f"{cmd} [command options] <container-id>")
+        return cmd_create(rt, cmd, args[0], flags, g)
+    _need(args, 1, f"{cmd} <container-id>")
+    cid = args[0]
+    if cmd == "start":
+        rt.start(cid)
+        return 0
+    if cmd == "state":
+        import json
+
+        st = rt.state(cid)
+        sys.stdout.write(json.dumps(st.to_oci(), indent=2) + "\n")
+        return 0
+    if cmd == "kill":
+        from .signals import parse_signal
+
+        sig = parse_signal(args[1] if len(args) > 1 else "SIGTERM")
+        rt.kill(cid, sig, bool(flags.get("all")))
+        return 0
+    if cmd == "delete":
+        from .errors import ContainerNotFound
+
+        try:
+            rt.delete(cid, bool(flags.get("force")))
+        except ContainerNotFound:
+            if flags.get("force"):
+                return 0  # runc: delete --force of a missing container succeeds
+            raise
+        return 0
+    raise Usage(f"no such command: {cmd}")  # pragma: no cover
+
+
+def _default_root(g: dict) -> str:
+    from .state import DEFAULT_ROOT
+
+    if os.geteuid() != 0:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        if xdg:
+            return os.path.join(xdg, "ocirun")
+    return DEFAULT_ROOT
+
+
+def _static(cmd: str, flags: dict) -> int:
+    import json
+
+    if cmd == "features":
+        from .features import features
+
+        sys.stdout.write(json.dumps(features(), indent=4) + "\n")
+        return 0
+    from .specgen import default_spec
+
+    bundle = flags.get("bundle") or "."
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        from .errors import OciError
+
+        raise OciError(f"File {path} exists. Remove it first")
+    with open(path, "w") as f:
+        json.dump(default_spec(rootless=bool(flags.get("rootless"))), f, indent="\t")
+    return 0
+
+
+def cmd_list(root: str, flags: dict) -> int:
+    from .container import Runtime
+
+    fmt = flags.get("format", "table")
+    if fmt not in ("table", "json"):
+        raise Usage(f"invalid format option: {fmt}")
+    states = Runtime(root, None).list()
+    if flags.get("quiet"):
+        for st in states:
+            print(st.id)
+        return 0
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps([st.to_oci() for st in states]) + "\n")
+        return 0
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    rows += [(st.id, str(st.to_oci()["pid"]), st.status, st.bundle, st.created, st.owner or "root")
+             for st in states]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_create(rt, cmd: str, cid: str, flags: dict, g: dict) -> int:
+    from .launcher import CreateOptions
+
+    try:
+        preserve = int(flags.get("preserve-fds", 0))
+    except ValueError:
+        raise Usage(f"invalid --preserve-fds value: {flags['preserve-fds']}") from None
+    listen = os.environ.get("LISTEN_FDS")
+    if listen and listen.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        preserve += int(listen)
+    opts = CreateOptions(
+        bundle=flags.get("bundle") or os.getcwd(),
+        pid_file=flags.get("pid-file"),
+        console_socket=flags.get("console-socket"),
+        no_pivot=bool(flags.get("no-pivot")),
+        no_new_keyring=bool(flags.get("no-new-keyring")),
+        preserve_fds=preserve,
+        systemd_cgroup=bool(g.get("systemd-cgroup")),
+        rootless=str(g.get("rootless", "false")).lower() == "true",
+    )
+    if cmd == "create":
+        rt.create(cid, opts)
+        return 0
+    from .run import run
+
+    return run(rt, cid, opts, detach=bool(flags.get("detach")), keep=bool(flags.get("keep")))

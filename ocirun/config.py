@@ -1,0 +1,296 @@
+"""Load config.json: read it, gate ociVersion, validate it, and parse it into typed dataclasses.
+
+Validation order matters for "bad input leaves nothing behind": everything in
+this module runs before any side effect.  Parsing is tolerant of fields we do
+not model (they stay in ``Spec.raw``) but every field a later stage acts on is
+typed here, so a typo in the spec cannot silently become a no-op.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass
+class Hook:
+    path: str
+    args: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    timeout: int | None = None
+
+    @classmethod
+    def parse(cls, d: dict) -> "Hook":
+        return cls(d["path"], list(d.get("args") or []), list(d.get("env") or []), d.get("timeout"))
+
+
+HOOK_PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+@dataclass
+class Hooks:
+    prestart: list[Hook] = field(default_factory=list)
+    createRuntime: list[Hook] = field(default_factory=list)
+    createContainer: list[Hook] = field(default_factory=list)
+    startContainer: list[Hook] = field(default_factory=list)
+    poststart: list[Hook] = field(default_factory=list)
+    poststop: list[Hook] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, d: dict | None) -> "Hooks":
+        d = d or {}
+        return cls(**{p: [Hook.parse(h) for h in d.get(p) or []] for p in HOOK_PHASES})
+
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additionalGids: list[int] = field(default_factory=list)
+    username: str | None = None
+
+
+@dataclass
+class Rlimit:
+    type: str
+    soft: int
+    hard: int
+
+
+@dataclass
+class Capabilities:
+    bounding: list[str] = field(default_factory=list)
+    effective: list[str] = field(default_factory=list)
+    inheritable: list[str] = field(default_factory=list)
+    permitted: list[str] = field(default_factory=list)
+    ambient: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Process:
+    args: list[str]
+    cwd: str = "/"
+    env: list[str] = field(default_factory=list)
+    terminal: bool = False
+    consoleSize: dict | None = None
+    user: User = field(default_factory=User)
+    capabilities: Capabilities | None = None
+    rlimits: list[Rlimit] = field(default_factory=list)
+    noNewPrivileges: bool = False
+    oomScoreAdj: int | None = None
+    apparmorProfile: str | None = None
+    selinuxLabel: str | None = None
+    scheduler: dict | None = None
+    ioPriority: dict | None = None
+    execCPUAffinity: dict | None = None
+    commandLine: str | None = None
+
+    @classmethod
+    def parse(cls, d: dict) -> "Process":
+        u = d.get("user") or {}
+        caps = d.get("capabilities")
+        return cls(
+            args=list(d.get("args") or []),
+            cwd=d.get("cwd") or "/",
+            env=list(d.get("env") or []),
+            terminal=bool(d.get("terminal", False)),
+            consoleSize=d.get("consoleSize"),
+            user=User(u.get("uid", 0), u.get("gid", 0), u.get("umask"), list(u.get("additionalGids") or []),
+                      u.get("username")),
+            capabilities=None if caps is None else Capabilities(
+                **{k: list(caps.get(k) or []) for k in ("bounding", "effective", "inheritable", "permitted", "ambient")}),
+            rlimits=[Rlimit(r["type"], r["soft"], r["hard"]) for r in d.get("rlimits") or []],
+            noNewPrivileges=bool(d.get("noNewPrivileges", False)),
+            oomScoreAdj=d.get("oomScoreAdj"),
+            apparmorProfile=d.get("apparmorProfile"),
+            selinuxLabel=d.get("selinuxLabel"),
+            scheduler=d.get("scheduler"),
+            ioPriority=d.get("ioPriority"),
+            execCPUAffinity=d.get("execCPUAffinity"),
+            commandLine=d.get("commandLine"),
+        )
+
+
+@dataclass
+class Mount:
+    destination: str
+    type: str | None = None
+    source: str | None = None
+    options: list[str] = field(default_factory=list)
+    uidMappings: list[dict] = field(default_factory=list)
+    gidMappings: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Namespace:
+    type: str
+    path: str | None = None
+
+
+@dataclass
+class IdMapping:
+    containerID: int
+    hostID: int
+    size: int
+
+
+@dataclass
+class Device:
+    path: str
+    type: str
+    major: int = 0
+    minor: int = 0
+    fileMode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass
+class Linux:
+    namespaces: list[Namespace] = field(default_factory=list)
+    uidMappings: list[IdMapping] = field(default_factory=list)
+    gidMappings: list[IdMapping] = field(default_factory=list)
+    timeOffsets: dict = field(default_factory=dict)
+    devices: list[Device] = field(default_factory=list)
+    cgroupsPath: str | None = None
+    resources: dict | None = None
+    rootfsPropagation: str | None = None
+    seccomp: dict | None = None
+    sysctl: dict = field(default_factory=dict)
+    maskedPaths: list[str] = field(default_factory=list)
+    readonlyPaths: list[str] = field(default_factory=list)
+    mountLabel: str | None = None
+    personality: dict | None = None
+    intelRdt: dict | None = None
+    memoryPolicy: dict | None = None
+    netDevices: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, d: dict | None) -> "Linux":
+        d = d or {}
+        ids = lambda key: [IdMapping(m["containerID"], m["hostID"], m["size"]) for m in d.get(key) or []]  # noqa: E731
+        return cls(
+            namespaces=[Namespace(n["type"], n.get("path") or None) for n in d.get("namespaces") or []],
+            uidMappings=ids("uidMappings"),
+            gidMappings=ids("gidMappings"),
+            timeOffsets=dict(d.get("timeOffsets") or {}),
+            devices=[Device(x["path"], x["type"], x.get("major", 0), x.get("minor", 0), x.get("fileMode"),
+                            x.get("uid"), x.get("gid")) for x in d.get("devices") or []],
+            cgroupsPath=d.get("cgroupsPath"),
+            resources=d.get("resources"),
+            rootfsPropagation=d.get("rootfsPropagation"),
+            seccomp=d.get("seccomp"),
+            sysctl=dict(d.get("sysctl") or {}),
+            maskedPaths=list(d.get("maskedPaths") or []),
+            readonlyPaths=list(d.get("readonlyPaths") or []),
+            mountLabel=d.get("mountLabel"),
+            personality=d.get("personality"),
+            intelRdt=d.get("intelRdt"),
+            memoryPolicy=d.get("memoryPolicy"),
+            netDevices=dict(d.get("netDevices") or {}),
+        )
+
+    def namespace(self, nstype: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == nstype:
+                return ns
+        return None
+
+
+@dataclass
+class Spec:
+    ociVersion: str
+    root_path: str
+    root_readonly: bool
+    process: Process | None
+    hostname: str | None
+    domainname: str | None
+    mounts: list[Mount]
+    hooks: Hooks
+    annotations: dict
+    linux: Linux
+    raw: dict
+
+    @classmethod
+    def parse(cls, d: dict, bundle: str) -> "Spec":
+        root = d.get("root") or {}
+        rpath = root.get("path") or "rootfs"
+        if not os.path.isabs(rpath):
+            rpath = os.path.join(bundle, rpath)
+        return cls(
+            ociVersion=d["ociVersion"],
+            root_path=os.path.normpath(rpath),
+            root_readonly=bool(root.get("readonly", False)),
+            process=Process.parse(d["process"]) if d.get("process") is not None else None,
+            hostname=d.get("hostname"),
+            domainname=d.get("domainname"),
+            mounts=[Mount(m["destination"], m.get("type"), m.get("source"), list(m.get("options") or []),
+                          list(m.get("uidMappings") or []), list(m.get("gidMappings") or []))
+                    for m in d.get("mounts") or []],
+            hooks=Hooks.parse(d.get("hooks")),
+            annotations=dict(d.get("annotations") or {}),
+            linux=Linux.parse(d.get("linux")),
+            raw=d,
+        )
+
+
+def check_version(version) -> None:
+    """Accept any 1.x.y (with -rc / +dev suffixes); refuse another major with a clear message."""
+    if not isinstance(version, str) or not version:
+        raise ConfigError("config.json: ociVersion: missing or not a string")
+    core = version.split("+", 1)[0].split("-", 1)[0]
+    parts = core.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"config.json: ociVersion: {version!r} is not a semantic version")
+    if parts[0] != "1":
+        raise ConfigError(f"config.json: ociVersion: unsupported version {version} (ocirun runs runtime-spec 1.x)")
+
+
+def read_json(path: str, what: str) -> dict:
+    """Read a JSON object from ``path`` ('-' = stdin), with an error naming the file."""
+    try:
+        if path == "-":
+            import sys
+
+            text = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file or directory") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{what} {path}: invalid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: expected a JSON object")
+    return data
+
+
+def load(bundle: str) -> Spec:
+    """Read, gate, validate and parse ``<bundle>/config.json``."""
+    path = os.path.join(bundle, "config.json")
+    raw = read_json(path, "config file")
+    check_version(raw.get("ociVersion"))
+    from . import schema
+
+    schema.check(raw, "config", source="config.json")
+    spec = Spec.parse(raw, bundle)
+    from .validate import validate_spec
+
+    validate_spec(spec)
+    return spec
+
+
+def load_process(path: str) -> Process:
+    """Read an exec --process JSON file and validate it against the process schema."""
+    raw = read_json(path, "process file")
+    from . import schema
+
+    schema.check(raw, "process", source=os.path.basename(path) if path != "-" else "process")
+    return Process.parse(raw)

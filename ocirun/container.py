@@ -1,0 +1,234 @@
+"""The state machine: create, start, state, kill, delete, list, run.
+
+Each operation takes the container's lock, derives the status from the
+process (never from the file alone) and refuses what runtime.md forbids in that
+status, with runc's wording.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from .errors import ContainerExists, InvalidState, NotRunning, OciError
+from .state import (CREATED, PAUSED, RUNNING, STOPPED, ContainerState, StateDir, list_ids, read_start_time,
+                    refresh)
+
+
+class Runtime:
+    """Operations on the containers under one state root."""
+
+    def __init__(self, root: str, log):
+        self.root = root
+        self.log = log
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _dir(self, cid: str) -> StateDir:
+        return StateDir(self.root, cid)
+
+    def load(self, cid: str) -> tuple[StateDir, ContainerState]:
+        sd = self._dir(cid)
+        st = sd.load()
+        return sd, refresh(sd, st)
+
+    # -- create ---------------------------------------------------------------------------------
+    def create(self, cid: str, opts) -> ContainerState:
+        from . import config, launcher
+
+        sd = self._dir(cid)
+        opts.bundle = os.path.abspath(opts.bundle)
+        spec = config.load(opts.bundle)  # validation: nothing has changed on the system yet
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(sd.path, 0o711)
+        except FileExistsError:
+            raise ContainerExists(cid) from None
+        lock = sd.lock()
+        try:
+            return launcher.create(spec, sd, opts, self.log)
+        except BaseException:
+            _remove_dir(sd.path)
+            raise
+        finally:
+            os.close(lock)
+
+    # -- start ----------------------------------------------------------------------------------
+    def start(self, cid: str) -> ContainerState:
+        sd = self._dir(cid)
+        if not sd.exists():
+            sd.load()  # raises ContainerNotFound with runc's wording
+        lock = sd.lock()
+        try:
+            st = refresh(sd, sd.load())
+            if st.status == STOPPED:
+                raise InvalidState("cannot start a container that has stopped")
+            if st.status != CREATED:
+                raise InvalidState(f"cannot start an already running container" if st.status == RUNNING
+                                   else f"cannot start a container in the {st.status} state")
+            err = _open_fifo_and_wait(sd, st)
+            _remove_file(sd.fifo)
+            st.status = RUNNING
+            if err is not None:
+                raise OciError(err)
+            self._poststart(sd, st)
+            return st
+        finally:
+            os.close(lock)
+
+    def _poststart(self, sd: StateDir, st: ContainerState) -> None:
+        hooks = _saved_hooks(st)
+        if not hooks.poststart:
+            return
+        from .hooks import run_phase
+
+        try:
+            run_phase("poststart", hooks.poststart, st.hook_state())
+        except OciError:
+            # runtime.md step 9: generate an error, stop the container, continue at step 12.
+            self._kill_and_wait(st)
+            self._destroy(sd, st, hooks)
+            raise
+
+    # -- state / list -----------------------------------------------------------------------------
+    def state(self, cid: str) -> ContainerState:
+        return self.load(cid)[1]
+
+    def list(self) -> list[ContainerState]:
+        out = []
+        for cid in list_ids(self.root):
+            try:
+                out.append(self.load(cid)[1])
+            except OciError:
+                continue
+        return out
+
+    # -- kill -------------------------------------------------------------------------------------
+    def kill(self, cid: str, sig: int, all_procs: bool = False) -> None:
+        sd, st = self.load(cid)
+        if st.status not in (CREATED, RUNNING, PAUSED):
+            raise NotRunning()
+        if all_procs and st.cgroup:
+            from .cgroups import Manager
+
+            Manager.from_state(st.cgroup).kill_all(sig)
+            return
+        try:
+            os.kill(st.pid, sig)
+        except ProcessLookupError:
+            raise NotRunning() from None
+
+    # -- delete -----------------------------------------------------------------------------------
+    def delete(self, cid: str, force: bool = False) -> None:
+        sd = self._dir(cid)
+        if not sd.exists():
+            sd.load()
+        lock = sd.lock()
+        try:
+            try:
+                st = refresh(sd, sd.load())
+            except OciError:
+                if force:  # a half-made container (create was killed): just remove what is there
+                    _remove_dir(sd.path)
+                    return
+                raise
+            if st.status != STOPPED:
+                if not force:
+                    raise InvalidState(f"cannot delete container {cid} that is not stopped: {st.status}")
+                self._kill_and_wait(st)
+            self._destroy(sd, st, _saved_hooks(st))
+        finally:
+            os.close(lock)
+
+    def _kill_and_wait(self, st: ContainerState) -> None:
+        if st.cgroup:
+            try:
+                from .cgroups import Manager
+
+                mgr = Manager.from_state(st.cgroup)
+                if mgr.is_frozen():
+                    mgr.thaw()
+                mgr.kill_all(signal.SIGKILL)
+            except OciError:
+                pass
+        try:
+            os.kill(st.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            start = read_start_time(st.pid)
+            if start is None or start != st.pid_start:
+                break
+            try:
+                os.waitpid(st.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.002)
+
+    def _destroy(self, sd: StateDir, st: ContainerState, hooks) -> None:
+        """Step 12 (undo create) then step 13 (poststop hooks, failures are warnings)."""
+        if st.cgroup:
+            from .cgroups import Manager
+
+            Manager.from_state(st.cgroup).destroy()
+        _remove_dir(sd.path)
+        if hooks.poststop:
+            from .hooks import run_phase
+
+            st.status = STOPPED
+            for i, hook in enumerate(hooks.poststop):
+                try:
+                    run_phase("poststop", [hook], st.hook_state())
+                except OciError as e:
+                    self.log.warning(str(e))
+
+
+def _saved_hooks(st: ContainerState):
+    """The hooks as they were at create time (config.json may have changed since, runtime.md step 2)."""
+    from .config import Hooks
+
+    return Hooks.parse(st.hooks)
+
+
+def _open_fifo_and_wait(sd: StateDir, st: ContainerState, timeout: float | None = None) -> str | None:
+    """Open exec.fifo for reading (wakes the init), read until EOF; return the init's error, if any."""
+    import select
+
+    fd = os.open(sd.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        data = b""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            events = poller.poll(100)
+            if events:
+                chunk = os.read(fd, 4096)
+                if chunk:
+                    data += chunk
+                    continue
+                if data:
+                    break  # writer closed: execve happened (close-on-exec) or the init reported a failure
+            if read_start_time(st.pid) != st.pid_start:
+                if not data:
+                    return "container init exited before start"
+                break
+            if events:
+                time.sleep(0.005)  # hang-up without data yet: the writer may still be opening
+    finally:
+        os.close(fd)
+    if data.startswith(b"0E"):
+        return data[2:].decode(errors="replace")
+    return None
+
+
+def _remove_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_dir(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,57 @@
+"""Run OCI lifecycle hooks: state JSON on stdin, the hook's own argv/env, a timeout.
+
+The *failure policy* differs per phase (runtime.md lifecycle): prestart,
+createRuntime, createContainer, startContainer and poststart failures are
+errors; poststop failures are warnings.  Callers choose; this module only runs
+one phase and says what failed.
+"""
+from __future__ import annotations
+
+import json
+
+from .config import Hook
+from .errors import HookError
+
+
+def run_phase(phase: str, hooks: list[Hook], state: dict, cwd: str | None = None) -> None:
+    """Run every hook of ``phase`` in order; raise HookError on the first failure."""
+    if not hooks:
+        return
+    payload = json.dumps(state).encode()
+    for i, hook in enumerate(hooks):
+        run_hook(phase, i, hook, payload, cwd)
+
+
+def run_hook(phase: str, index: int, hook: Hook, payload: bytes, cwd: str | None = None) -> None:
+    import subprocess
+
+    argv = hook.args or [hook.path]
+    where = f"{phase} hook #{index} ({hook.path})"
+    try:
+        proc = subprocess.Popen(argv, executable=hook.path, env=_env(hook.env), cwd=cwd,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                close_fds=True, restore_signals=True)
+    except OSError as e:
+        raise HookError(f"{where}: {e.strerror}") from None
+    try:
+        _, err = proc.communicate(payload, timeout=hook.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise HookError(f"{where}: timed out after {hook.timeout}s") from None
+    except BrokenPipeError:
+        err = proc.stderr.read() if proc.stderr else b""
+        proc.wait()
+    if proc.returncode != 0:
+        detail = err.decode(errors="replace").strip().splitlines()
+        tail = f": {detail[-1]}" if detail else ""
+        how = f"exit status {proc.returncode}" if proc.returncode > 0 else f"signal {-proc.returncode}"
+        raise HookError(f"{where} failed with {how}{tail}")
+
+
+def _env(env: list[str]) -> dict[str, str]:
+    out = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out

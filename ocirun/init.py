@@ -1,0 +1,340 @@
+"""The init stage: everything that happens inside the container before the user program runs.
+
+`create` re-execs the interpreter (``python -I -S``) into :func:`main`, with the
+sync socket named by ``_OCIRUN_INITPIPE``.  The sequence below reads top to
+bottom in spec order; the numbered sync points match the diagram in
+:mod:`ocirun.sync`.
+
+    stage 1 (a child of `create`)          stage 2 (forked by stage 1; pid 1 in a new pid ns)
+    ─────────────────────────────          ────────────────────────────────────────────────
+    [1] receive CONFIG                      [4] setsid, mounts, devices
+        join namespaces given by path        [5] HOOKS: prestart/createRuntime by the parent;
+    [2] new user ns → USERNS_READY,              createContainer here
+        wait for the parent's maps           [6] pivot_root, masked/readonly paths, sysctl,
+        unshare the other namespaces             hostname, rlimits, user, caps, NNP, seccomp
+    [3] fork stage 2, report its PID, exit   [7] READY; block on exec.fifo until `start`
+                                             [8] startContainer hooks, close fds, execve
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from . import sync
+from .kernel import linux as k
+
+ENV_INITPIPE = "_OCIRUN_INITPIPE"
+
+
+def main() -> None:
+    """Entry of the re-exec'd init stage.  Never returns."""
+    fd = int(os.environ[ENV_INITPIPE])
+    import socket
+
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)
+    try:
+        # Signals back to defaults first: Python ignores SIGPIPE and SIGXFSZ and traps SIGINT,
+        # and a container must not inherit that (nor must `kill` of a created container be caught).
+        k.reset_signals()
+        # Non-dumpable: a process in the container cannot open /proc/<us>/exe (the interpreter)
+        # or ptrace us while we still hold host resources (CVE-2019-5736 class).
+        k.prctl(k.PR_SET_DUMPABLE, 0)
+        msg, fds = sync.recv(sock, sync.CONFIG)
+        stage1(sock, msg, fds)
+    except BaseException as e:  # report anything to the parent, with the step that failed
+        _report(sock, e)
+        os._exit(1)
+    os._exit(0)
+
+
+def _report(sock, e: BaseException) -> None:
+    if isinstance(e, SystemExit):
+        return
+    text = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{text}: {e.filename}"
+    try:
+        sync.send(sock, sync.ERROR, msg=text)
+    except OSError:
+        print(f"ocirun init: {text}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------
+def stage1(sock, msg: dict, fds: list[int]) -> None:
+    from .config import Spec
+    from .plan import JOIN_ORDER, NAMESPACES
+
+    spec = Spec.parse(msg["spec"], msg["bundle"])
+    linux = spec.linux
+
+    # [1] Join the namespaces given by path: open them all first (paths resolve in the runtime
+    # mount namespace), then setns in order, user first.
+    joins = []
+    for nstype in JOIN_ORDER:
+        ns = linux.namespace(nstype)
+        if ns is not None and ns.path:
+            joins.append((nstype, os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)))
+    for nstype, nsfd in joins:
+        try:
+            k.setns(nsfd, NAMESPACES[nstype][0])
+        except OSError as e:
+            raise OSError(e.errno, f"join {nstype} namespace {linux.namespace(nstype).path}: {e.strerror}") from None
+        os.close(nsfd)
+
+    # [2] A new user namespace first: the parent writes our maps, then we become its root.
+    userns = linux.namespace("user")
+    if userns is not None and not userns.path:
+        k.unshare(k.CLONE_NEWUSER)
+        sync.send(sock, sync.USERNS_READY)
+        sync.recv(sock, sync.USERNS_MAPPED)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    flags = 0
+    for ns in linux.namespaces:
+        if ns.type != "user" and not ns.path:
+            flags |= NAMESPACES[ns.type][0]
+    if flags:
+        k.unshare(flags)
+    if linux.namespace("time") is not None and linux.timeOffsets:
+        _write_time_offsets(linux.timeOffsets)
+
+    # [3] Fork: in a new pid namespace the child is pid 1; time namespaces also apply to children.
+    pid = os.fork()
+    if pid:
+        sync.send(sock, sync.PID, pid=pid)
+        os._exit(0)
+    try:
+        stage2(sock, spec, msg, fds)
+    except BaseException as e:
+        _report(sock, e)
+        os._exit(1)
+    os._exit(0)  # not reached: stage2 execs
+
+
+def _write_time_offsets(offsets: dict) -> None:
+    lines = []
+    for clock, off in offsets.items():
+        cid = {"monotonic": 1, "boottime": 7}[clock]
+        lines.append(f"{cid} {int(off.get('secs', 0))} {int(off.get('nanosecs', 0))}")
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write("\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------------------
+def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
+    from . import rootfs, security
+    from .pathsafe import O_PATH
+    from .plan import mount_op
+
+    opts = msg["options"]
+    linux = spec.linux
+    userns = linux.namespace("user") is not None
+    os.setsid()
+
+    # fds handed over: the console socket (for a terminal) comes by SCM_RIGHTS.
+    console_sock = fds[0] if opts.get("console_socket") and fds else None
+
+    # [4] The filesystem.  Hold exec.fifo by an O_PATH fd, and the host's view of our fd table,
+    # so that after pivot_root we can still reopen the fifo for writing.
+    fifo_fd = os.open(msg["fifo"], O_PATH | os.O_CLOEXEC)
+    fdtable = os.open("/proc/self/fd", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    rootfs.prepare_root(spec.root_path, linux.rootfsPropagation)
+    rootfd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    dev_is_bind = False
+    for m in spec.mounts:
+        op = mount_op(m, msg["bundle"])
+        if op.destination == "/dev" and op.bind:
+            dev_is_bind = True
+        rootfs.do_mount(rootfd, op, userns)
+    rootfs.mount_dev_defaults(rootfd, userns, dev_is_bind)
+    for d in linux.devices:
+        rootfs.create_device(rootfd, d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid, userns)
+
+    # [5] Hooks before pivot_root: prestart + createRuntime in the runtime namespace (the parent),
+    # then createContainer here, in the container namespaces.
+    if spec.hooks.prestart or spec.hooks.createRuntime:
+        sync.send(sock, sync.HOOKS)
+        sync.recv(sock, sync.HOOKS_DONE)
+    if spec.hooks.createContainer:
+        from .hooks import run_phase
+
+        run_phase("createContainer", spec.hooks.createContainer, _hook_state(msg, os.getpid()))
+
+    # [6] Switch root, then what must be done from inside.
+    if opts.get("no_pivot"):
+        rootfs.move_root(spec.root_path)
+    else:
+        rootfs.pivot(spec.root_path)
+    os.close(rootfd)
+    if spec.hostname is not None and linux.namespace("uts") is not None:
+        k.sethostname(spec.hostname)
+    if spec.domainname is not None:
+        k.setdomainname(spec.domainname)
+    for key, value in linux.sysctl.items():
+        _write_proc(f"/proc/sys/{key.replace('.', '/')}", value)
+    for path in linux.readonlyPaths:
+        rootfs.readonly_path(path)
+    for path in linux.maskedPaths:
+        rootfs.mask_path(path)
+    if spec.root_readonly:
+        rootfs.readonly_root()
+    if linux.personality:
+        from .plan import personality_value
+
+        k.personality(personality_value(linux.personality))
+
+    process = spec.process
+    if process.terminal:
+        from .terminal import setup_console
+
+        setup_console(console_sock, process.consoleSize)
+    elif console_sock is not None:
+        os.close(console_sock)
+    if process.oomScoreAdj is not None:
+        _write_proc("/proc/self/oom_score_adj", str(process.oomScoreAdj))
+
+    # Privileges, in the order that keeps each step possible (see ocirun.security).
+    last_cap = k.cap_last_cap()
+    masks, skipped = security.cap_sets(process, last_cap)
+    for name in skipped:
+        sync.send(sock, sync.WARNING, msg=f"capability {name} cannot be granted on this kernel: skipped")
+    security.apply_rlimits(process)
+    seccomp = None
+    if linux.seccomp:
+        from . import seccomp as sc
+
+        seccomp = sc.CompiledFilter(**_seccomp_from_wire(msg["seccomp"]))
+    if seccomp is not None and not process.noNewPrivileges:
+        # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
+        _load_seccomp(sock, seccomp, msg)
+        seccomp = None
+    if process.capabilities is not None:
+        security.drop_bounding(masks["bounding"], last_cap)
+    security.set_user(process, setgroups_allowed=opts.get("setgroups", True))
+    try:
+        os.chdir(process.cwd)
+    except OSError as e:
+        raise OSError(e.errno, f"chdir to cwd ({process.cwd!r}) set in config.json failed: {e.strerror}") from None
+    if process.capabilities is not None:
+        security.apply_caps(masks, last_cap)
+    if process.noNewPrivileges:
+        security.no_new_privs()
+    path = security.lookup_exec(process.args[0], process.env, process.cwd)
+
+    # [7] Ready: the parent records `created`.  Block until `start` opens the fifo for reading.
+    sync.send(sock, sync.READY)
+    sock.close()
+    _wait_for_start(fdtable, fifo_fd)
+    os.close(fdtable)
+    os.close(fifo_fd)
+
+    # [8] startContainer hooks, seccomp as late as possible, then the user program.
+    try:
+        if spec.hooks.startContainer:
+            from .hooks import run_phase
+
+            run_phase("startContainer", spec.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
+        if seccomp is not None:
+            _load_seccomp(None, seccomp, msg)
+        exec_process(path, process.args, process.env, opts.get("preserve_fds", 0))
+    except BaseException as e:
+        _fail_after_start(str(e))
+
+
+_START_FD = None
+
+
+def _wait_for_start(fdtable: int, fifo_fd: int) -> None:
+    """Open exec.fifo for writing (blocks until `start` opens it), send the go byte, keep it open.
+
+    The write end stays open, close-on-exec: `start` reads until EOF, so it learns that
+    execve happened (EOF after "0") or reads our error text after the "0".
+    """
+    global _START_FD
+    catch = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    for sig in catch:
+        # As pid 1 of a new pid namespace, default-action signals would be ignored: honour them
+        # while we wait, as a created container is expected to die on `kill`.
+        signal.signal(sig, lambda s, f: os._exit(128 + s))
+    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fdtable)
+    for sig in catch:
+        signal.signal(sig, signal.SIG_DFL)
+    os.write(fd, b"0")
+    _START_FD = fd
+
+
+def _fail_after_start(text: str) -> None:
+    if _START_FD is not None:
+        try:
+            os.write(_START_FD, b"E" + text.encode()[:4000])
+        except OSError:
+            pass
+    print(f"ocirun: {text}", file=sys.stderr)
+    os._exit(1)
+
+
+def exec_process(path: str, args: list[str], env: list[str], preserve_fds: int) -> None:
+    """Close what the process must not see, restore signal state, execve."""
+    envp = {}
+    for e in env:
+        key, _, value = e.partition("=")
+        envp[key] = value
+    # Every fd above stdio + preserved ones becomes close-on-exec: no host fd reaches the
+    # container (CVE-2024-21626 class), including ones we do not know about.
+    k.close_range(3 + preserve_fds, 0xFFFFFFFF, 4)  # CLOSE_RANGE_CLOEXEC
+    for i in range(3, 3 + preserve_fds):
+        try:
+            os.set_inheritable(i, True)
+        except OSError:
+            pass
+    k.reset_signals()
+    os.execve(path, args, envp)
+
+
+def _write_proc(path: str, value: str) -> None:
+    """Write a procfs file after checking that the fd really is on procfs (not a bind over it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        magic, _ = k.fstatfs(fd)
+        if magic != k.PROC_SUPER_MAGIC:
+            raise OSError(1, f"write {path}: not on procfs (refusing a redirected write)")
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise OSError(e.errno, f"write {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _hook_state(msg: dict, pid: int, status: str = "creating") -> dict:
+    st = dict(msg["state"])
+    st["pid"] = pid
+    st["status"] = status
+    return st
+
+
+def _seccomp_from_wire(wire: dict) -> dict:
+    import base64
+
+    out = dict(wire)
+    out["bpf"] = base64.b64decode(wire["bpf"])
+    return out
+
+
+def _load_seccomp(sock, compiled, msg: dict) -> None:
+    from . import seccomp as sc
+
+    listener = sc.load(compiled)
+    if listener is not None:
+        seccomp_cfg = msg["spec"]["linux"]["seccomp"]
+        state = dict(msg["state"])
+        state["pid"] = os.getpid()
+        sc.notify.send_listener(seccomp_cfg["listenerPath"], listener, state,
+                                seccomp_cfg.get("listenerMetadata", ""))
+        os.close(listener)
+
+
+if __name__ == "__main__":  # python -I -S -m ocirun.init (unused by create; handy for debugging)
+    main()

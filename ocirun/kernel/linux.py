@@ -1,0 +1,285 @@
+"""Namespaces, mounts, identity and process-attribute system calls.
+
+Thin ctypes wrappers: each one does exactly one system call, raises
+``OSError(errno, "<call>: <strerror>", path)`` on failure, and nothing else.
+Policy (what to mount where, in which order) lives in the callers.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ._libc import check, libc, syscall
+
+# --- clone/unshare flags -----------------------------------------------------------------
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# --- mount(2) flags ----------------------------------------------------------------------
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+# --- mount_setattr / open_tree / move_mount ----------------------------------------------
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+# --- openat2 resolve flags ---------------------------------------------------------------
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# --- prctl -------------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def unshare(flags: int) -> None:
+    check(libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def _b(path) -> bytes | None:
+    if path is None:
+        return None
+    return os.fsencode(path)
+
+
+def mount(source, target, fstype, flags: int = 0, data: str | None = None) -> None:
+    ret = libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    check(ret, "mount", os.fsdecode(target) if target is not None else None)
+
+
+def umount2(target, flags: int = 0) -> None:
+    check(libc.umount2(_b(target), ctypes.c_int(flags)), "umount2", os.fsdecode(target))
+
+
+def pivot_root(new_root, put_old) -> None:
+    syscall("pivot_root", _b(new_root), _b(put_old))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    check(libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    check(libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return check(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                            ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+
+
+def set_name(name: str) -> None:
+    """Set the thread's comm name (what `ps` shows), e.g. ``ocirun:init``."""
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("openat2")), ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+    return check(ret, "openat2", path)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
+                  propagation: int = 0, userns_fd: int = 0) -> None:
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("mount_setattr")), ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags),
+                       ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    check(ret, "mount_setattr", path or None)
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("open_tree")), ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags))
+    return check(ret, "open_tree", path or None)
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("move_mount")), ctypes.c_int(from_fd), _b(from_path),
+                       ctypes.c_int(to_fd), _b(to_path), ctypes.c_uint(flags))
+    check(ret, "move_mount", to_path or None)
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    syscall("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
+
+
+def personality(persona: int) -> int:
+    ctypes.set_errno(0)
+    ret = libc.personality(ctypes.c_ulong(persona))
+    return check(ret, "personality")
+
+
+def _nr(name: str) -> int:
+    from ._libc import NR
+
+    return NR[name]
+
+
+# --- capabilities (capget/capset v3: two 32-bit words per set) ------------------------------
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """Return (effective, permitted, inheritable) as 64-bit masks."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    syscall("capget", ctypes.byref(hdr), data)
+    return tuple((getattr(data[1], f) << 32) | getattr(data[0], f) for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    syscall("capset", ctypes.byref(hdr), data)
+
+
+def cap_last_cap(proc: str = "/proc") -> int:
+    with open(f"{proc}/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+# --- rlimits (prlimit on self: covers every resource the spec names) ------------------------
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    lim = _Rlimit(soft, hard)
+    check(libc.prlimit(ctypes.c_int(0), ctypes.c_int(resource), ctypes.byref(lim), None), "prlimit")
+
+
+# --- signals ---------------------------------------------------------------------------------
+def reset_signals() -> None:
+    """Restore every signal to SIG_DFL and clear the mask (Python ignores SIGPIPE, etc.)."""
+    import signal
+
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def setgroups(gids: list[int]) -> None:
+    os.setgroups(gids)
+
+
+# --- filesystem identity (to verify what we are about to write to or bind from) --------------
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+TMPFS_MAGIC = 0x01021994
+DEVPTS_SUPER_MAGIC = 0x1CD1
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_blocks", ctypes.c_ulong),
+                ("f_bfree", ctypes.c_ulong), ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2), ("f_namelen", ctypes.c_long),
+                ("f_frsize", ctypes.c_long), ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+
+
+def fstatfs(fd: int) -> tuple[int, int]:
+    """Return (filesystem magic, mount flags ST_*) of the filesystem ``fd`` is on."""
+    buf = _Statfs()
+    check(libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
+    return buf.f_type, buf.f_flags
+
+
+def mkfifo(path: str, mode: int = 0o622) -> None:
+    os.mkfifo(path, mode)

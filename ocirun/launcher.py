@@ -1,0 +1,230 @@
+"""Parent side of `create`: spawn the init stage, answer it, record the container.
+
+The init stage is a fresh interpreter (``python -I -S``), not a fork of this
+one: it starts with no inherited Python state, no environment but the fd
+numbers it needs, and no open file but stdio, the sync socket and what the
+caller asked us to pass on (``--preserve-fds``).
+"""
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from . import SPEC_VERSION, sync
+from .config import Spec
+from .errors import InitError, OciError
+from .init import ENV_INITPIPE
+from .state import ContainerState, StateDir, read_start_time
+
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOOT = f"import sys;sys.path.insert(0,{PKG_PARENT!r});from ocirun.init import main;main()"
+
+
+@dataclass
+class CreateOptions:
+    bundle: str
+    pid_file: str | None = None
+    console_socket: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    systemd_cgroup: bool = False
+    rootless: bool = False
+
+
+def interpreter() -> str:
+    """The interpreter to re-exec; resolved once, never through PATH (podman gives us none)."""
+    return os.path.realpath(sys.executable)
+
+
+def spawn_init(extra_env: dict | None = None) -> tuple[int, "sync.socket.socket"]:
+    parent, child = sync.pair()
+    child.set_inheritable(True)
+    env = {ENV_INITPIPE: str(child.fileno())}
+    if extra_env:
+        env.update(extra_env)
+    exe = interpreter()
+    try:
+        pid = os.posix_spawn(exe, [exe, "-I", "-S", "-c", BOOT], env)
+    finally:
+        child.close()
+    return pid, parent
+
+
+def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState:
+    """Run the whole create sequence; on any failure undo everything and raise."""
+    st = ContainerState(
+        id=sd.id, bundle=opts.bundle, rootfs=spec.root_path, created=_now(), owner="",
+        annotations=spec.annotations, ociVersion=SPEC_VERSION, rootless=opts.rootless,
+        systemd_cgroup=opts.systemd_cgroup,
+        namespaces={ns.type: ns.path or "" for ns in spec.linux.namespaces},
+        hooks=spec.raw.get("hooks") or {},
+    )
+    os.mkfifo(sd.fifo, 0o622)
+    seccomp_wire = _compile_seccomp(spec, log)
+    console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
+    s1, sock = spawn_init()
+    s2 = None
+    cgroup = None
+    try:
+        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st)
+        fds = [console_fd] if console_fd is not None else None
+        sync.send(sock, sync.CONFIG, fds=fds, spec=spec.raw, bundle=opts.bundle, fifo=sd.fifo,
+                  state=st.hook_state(), seccomp=seccomp_wire,
+                  options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
+                           "console_socket": console_fd is not None, "setgroups": True})
+        if console_fd is not None:
+            os.close(console_fd)
+            console_fd = None
+        while True:
+            msg, _ = sync.recv(sock)
+            kind = msg["type"]
+            if kind == sync.ERROR:
+                raise InitError(msg["msg"])
+            if kind == sync.WARNING:
+                log.warning(msg["msg"])
+            elif kind == sync.USERNS_READY:
+                write_id_maps(s1, spec)
+                sync.send(sock, sync.USERNS_MAPPED)
+            elif kind == sync.PID:
+                s2 = msg["pid"]
+                _reap(s1)
+                st.pid = s2
+                st.pid_start = read_start_time(s2) or 0
+            elif kind == sync.HOOKS:
+                _run_create_hooks(spec, st)
+                sync.send(sock, sync.HOOKS_DONE)
+            elif kind == sync.READY:
+                break
+        st.status = "created"
+        sd.save(st)
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, s2)
+        return st
+    except BaseException as e:
+        _undo(s1, s2, cgroup)
+        if isinstance(e, sync.ProtocolError):
+            raise InitError(f"init stage failed: {e}") from None
+        raise
+    finally:
+        sock.close()
+        if console_fd is not None:
+            os.close(console_fd)
+
+
+def _run_create_hooks(spec: Spec, st: ContainerState) -> None:
+    from .hooks import run_phase
+
+    state = st.hook_state()
+    state["status"] = "creating"
+    run_phase("prestart", spec.hooks.prestart, state)
+    run_phase("createRuntime", spec.hooks.createRuntime, state)
+
+
+def _undo(s1: int, s2: int | None, cgroup) -> None:
+    """Kill whatever the init stage became and reap it; remove its cgroup."""
+    if s2:
+        try:
+            os.kill(s2, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.kill(s1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(s1)
+    if s2 and cgroup is None:
+        _wait_gone(s2)
+    if cgroup is not None:
+        try:
+            cgroup.kill_all(signal.SIGKILL)
+        except Exception:
+            pass
+        cgroup.destroy()
+
+
+def _wait_gone(pid: int, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while read_start_time(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _now() -> str:
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    from .state import write_atomic
+
+    path = os.path.abspath(path)
+    write_atomic(path, str(pid).encode(), 0o644)
+
+
+def write_id_maps(pid: int, spec: Spec) -> None:
+    """Write /proc/PID/{uid,gid}_map from the spec (we are root in the parent user namespace)."""
+    linux = spec.linux
+    for name, maps in (("uid_map", linux.uidMappings), ("gid_map", linux.gidMappings)):
+        text = "".join(f"{m.containerID} {m.hostID} {m.size}\n" for m in maps)
+        try:
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {e.strerror}") from None
+
+
+def _connect_console(path: str) -> int:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise OciError(f"connect to console socket {path}: {e.strerror}") from None
+    return s.detach()
+
+
+def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState):
+    """Create the container's cgroup, apply resources, and move the init stage in before it forks."""
+    from . import cgroups
+
+    mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=opts.systemd_cgroup, rootless=opts.rootless)
+    mgr.create()
+    try:
+        mgr.apply(spec.linux.resources or {})
+        mgr.add_pid(pid)
+    except BaseException:
+        mgr.destroy()
+        raise
+    st.cgroup = mgr.to_state()
+    return mgr
+
+
+def _compile_seccomp(spec: Spec, log) -> dict | None:
+    """Compile the seccomp profile here, in the parent, so the init stage never imports libseccomp."""
+    if not spec.linux.seccomp:
+        return None
+    from . import seccomp
+
+    compiled = seccomp.compile_filter(spec.linux.seccomp)
+    for w in compiled.warnings:
+        log.warning(w)
+    wire = dict(compiled.__dict__)
+    wire["bpf"] = base64.b64encode(compiled.bpf).decode()
+    wire["warnings"] = []
+    return wire

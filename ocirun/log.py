@@ -1,0 +1,68 @@
+"""--log / --log-format text|json, the way runc writes them.
+
+containerd's shim and conmon read the runtime's error from the log file as JSON
+lines ``{"level":"error","msg":"...","time":"..."}``; without --log, errors go
+to stderr only.  Writes are single ``write(2)`` calls on an O_APPEND fd, so
+concurrent ocirun processes sharing one log file never interleave a line.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Logger:
+    def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False):
+        self.fmt = fmt
+        self.min_level = LEVELS["debug"] if debug else LEVELS["info"]
+        self.fd = None
+        if path:
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def _emit(self, level: str, msg: str) -> None:
+        if LEVELS[level] < self.min_level:
+            return
+        if self.fd is None:
+            if level in ("warning", "error") or self.min_level == LEVELS["debug"]:
+                if level != "error":  # errors are printed by the CLI edge itself
+                    sys.stderr.write(f"{_level_word(level)}: {msg}\n")
+            return
+        os.write(self.fd, self.format(level, msg).encode())
+
+    def format(self, level: str, msg: str) -> str:
+        now = _timestamp()
+        if self.fmt == "json":
+            import json
+
+            return json.dumps({"level": _level_word(level), "msg": msg, "time": now}) + "\n"
+        return f'time="{now}" level={_level_word(level)} msg="{_escape(msg)}"\n'
+
+    def debug(self, msg: str) -> None:
+        self._emit("debug", msg)
+
+    def info(self, msg: str) -> None:
+        self._emit("info", msg)
+
+    def warning(self, msg: str) -> None:
+        self._emit("warning", msg)
+
+    def error(self, msg: str) -> None:
+        self._emit("error", msg)
+
+
+def _level_word(level: str) -> str:
+    return "warning" if level == "warning" else level
+
+
+def _escape(msg: str) -> str:
+    return msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _timestamp() -> str:
+    t = time.time()
+    lt = time.localtime(t)
+    off = time.strftime("%z", lt)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + f"{off[:3]}:{off[3:]}"

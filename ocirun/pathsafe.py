@@ -1,0 +1,93 @@
+"""Resolve paths inside the container's rootfs without ever leaving it.
+
+Every mount destination, device node and masked path is looked up with
+openat2(RESOLVE_IN_ROOT): symlinks in the image are followed *as if the rootfs
+were /*, so ``/etc -> /host`` or ``../../..`` cannot reach the host
+(CVE-2019-16884, CVE-2021-30465 class).  Callers then act on the returned O_PATH
+fd through ``/proc/self/fd/N``, so swapping a directory for a symlink between
+the lookup and the mount changes nothing: the mount lands on the inode we
+checked.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from .kernel import linux as k
+
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+
+def fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def open_in_root(rootfd: int, path: str, flags: int = O_PATH, mode: int = 0) -> int:
+    """openat2 ``path`` (absolute or relative, read as relative to the rootfs) with RESOLVE_IN_ROOT."""
+    rel = path.lstrip("/") or "."
+    return k.openat2(rootfd, rel, flags, mode, k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS)
+
+
+_IN_ROOT = k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS
+
+
+def _parts(path: str) -> list[str]:
+    """Lexically normalised components; ``..`` clamps at the root exactly like RESOLVE_IN_ROOT."""
+    return [p for p in os.path.normpath("/" + path).split("/") if p]
+
+
+def mkdirall_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
+    """Create every missing directory of ``path`` inside the rootfs; return an O_PATH fd of it.
+
+    Each prefix is resolved from the rootfs fd (never from an intermediate
+    directory), so a symlink anywhere on the way is read as relative to the rootfs.
+    """
+    parts = _parts(path)
+    for i in range(len(parts)):
+        prefix = "/".join(parts[: i + 1])
+        try:
+            fd = k.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
+        except FileNotFoundError:
+            parent = k.openat2(rootfd, "/".join(parts[:i]) or ".", O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
+            try:
+                os.mkdir(parts[i], mode, dir_fd=parent)
+            except FileExistsError:
+                pass  # a racing creator is fine; a dangling symlink fails on the re-open below
+            finally:
+                os.close(parent)
+            fd = k.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
+        if i == len(parts) - 1:
+            return fd
+        os.close(fd)
+    return k.openat2(rootfd, ".", O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
+
+
+def create_target(rootfd: int, path: str, is_dir: bool, mode: int = 0o755) -> int:
+    """Make sure ``path`` exists in the rootfs as a directory or a file; return an O_PATH fd of it.
+
+    A missing file is created with O_CREAT|O_EXCL|O_NOFOLLOW inside its resolved
+    parent, so a symlink planted there is never followed.
+    """
+    parts = _parts(path)
+    if is_dir or not parts:
+        return mkdirall_in_root(rootfd, path, mode)
+    try:
+        return k.openat2(rootfd, "/".join(parts), O_PATH, 0, _IN_ROOT)
+    except FileNotFoundError:
+        pass
+    pfd = mkdirall_in_root(rootfd, "/".join(parts[:-1]))
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=pfd)
+            os.close(fd)
+        except FileExistsError:
+            pass
+        return k.openat2(rootfd, "/".join(parts), O_PATH, 0, _IN_ROOT)
+    finally:
+        os.close(pfd)
+
+
+def is_dir_fd(fd: int) -> bool:
+    return stat.S_ISDIR(os.fstat(fd).st_mode)

@@ -1,0 +1,250 @@
+"""Pure conversion: spec → the operations the init stage performs.
+
+No I/O here.  These tables are also what `ocirun features` prints, so what we
+claim and what we do cannot drift apart (STYLE.md, "one source for tables").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .kernel import linux as k
+
+# --- namespaces ------------------------------------------------------------------------------
+#: spec namespace type → (clone flag, /proc/self/ns entry name)
+NAMESPACES = {
+    "user": (k.CLONE_NEWUSER, "user"),
+    "pid": (k.CLONE_NEWPID, "pid"),
+    "network": (k.CLONE_NEWNET, "net"),
+    "mount": (k.CLONE_NEWNS, "mnt"),
+    "ipc": (k.CLONE_NEWIPC, "ipc"),
+    "uts": (k.CLONE_NEWUTS, "uts"),
+    "cgroup": (k.CLONE_NEWCGROUP, "cgroup"),
+    "time": (k.CLONE_NEWTIME, "time"),
+}
+#: order in which namespaces are joined by path: user first (it grants the rights for the others),
+#: mount last among the ones that change what paths mean.
+JOIN_ORDER = ("user", "pid", "network", "ipc", "uts", "cgroup", "time", "mount")
+
+# --- mount options ----------------------------------------------------------------------------
+#: option → (flags to set, flags to clear) for mount(2)
+MOUNT_FLAGS: dict[str, tuple[int, int]] = {
+    "async": (0, k.MS_SYNCHRONOUS),
+    "atime": (0, k.MS_NOATIME),
+    "defaults": (0, 0),
+    "dev": (0, k.MS_NODEV),
+    "diratime": (0, k.MS_NODIRATIME),
+    "dirsync": (k.MS_DIRSYNC, 0),
+    "exec": (0, k.MS_NOEXEC),
+    "iversion": (1 << 23, 0),
+    "noiversion": (0, 1 << 23),
+    "lazytime": (k.MS_LAZYTIME, 0),
+    "nolazytime": (0, k.MS_LAZYTIME),
+    "loud": (0, k.MS_SILENT),
+    "silent": (k.MS_SILENT, 0),
+    "mand": (k.MS_MANDLOCK, 0),
+    "nomand": (0, k.MS_MANDLOCK),
+    "noatime": (k.MS_NOATIME, 0),
+    "nodev": (k.MS_NODEV, 0),
+    "nodiratime": (k.MS_NODIRATIME, 0),
+    "noexec": (k.MS_NOEXEC, 0),
+    "nosuid": (k.MS_NOSUID, 0),
+    "suid": (0, k.MS_NOSUID),
+    "norelatime": (0, k.MS_RELATIME),
+    "relatime": (k.MS_RELATIME, 0),
+    "nostrictatime": (0, k.MS_STRICTATIME),
+    "strictatime": (k.MS_STRICTATIME, 0),
+    "nosymfollow": (k.MS_NOSYMFOLLOW, 0),
+    "symfollow": (0, k.MS_NOSYMFOLLOW),
+    "remount": (k.MS_REMOUNT, 0),
+    "ro": (k.MS_RDONLY, 0),
+    "rw": (0, k.MS_RDONLY),
+    "sync": (k.MS_SYNCHRONOUS, 0),
+    "bind": (k.MS_BIND, 0),
+    "rbind": (k.MS_BIND | k.MS_REC, 0),
+}
+#: propagation options → propagation flags (applied with a separate mount call)
+PROPAGATION: dict[str, int] = {
+    "private": k.MS_PRIVATE, "rprivate": k.MS_PRIVATE | k.MS_REC,
+    "shared": k.MS_SHARED, "rshared": k.MS_SHARED | k.MS_REC,
+    "slave": k.MS_SLAVE, "rslave": k.MS_SLAVE | k.MS_REC,
+    "unbindable": k.MS_UNBINDABLE, "runbindable": k.MS_UNBINDABLE | k.MS_REC,
+}
+#: recursive options → (MOUNT_ATTR_* to set, to clear), applied with mount_setattr(AT_RECURSIVE)
+RECURSIVE_ATTRS: dict[str, tuple[int, int]] = {
+    "rro": (k.MOUNT_ATTR_RDONLY, 0),
+    "rrw": (0, k.MOUNT_ATTR_RDONLY),
+    "rnosuid": (k.MOUNT_ATTR_NOSUID, 0),
+    "rsuid": (0, k.MOUNT_ATTR_NOSUID),
+    "rnodev": (k.MOUNT_ATTR_NODEV, 0),
+    "rdev": (0, k.MOUNT_ATTR_NODEV),
+    "rnoexec": (k.MOUNT_ATTR_NOEXEC, 0),
+    "rexec": (0, k.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (k.MOUNT_ATTR_NODIRATIME, 0),
+    "rdiratime": (0, k.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (k.MOUNT_ATTR_NOSYMFOLLOW, 0),
+    "rsymfollow": (0, k.MOUNT_ATTR_NOSYMFOLLOW),
+    # atime modes are one field: setting one clears the others (MOUNT_ATTR__ATIME)
+    "rrelatime": (k.MOUNT_ATTR_RELATIME, k.MOUNT_ATTR__ATIME),
+    "rnorelatime": (k.MOUNT_ATTR_STRICTATIME, k.MOUNT_ATTR__ATIME),  # norelatime = strict semantics
+    "rnoatime": (k.MOUNT_ATTR_NOATIME, k.MOUNT_ATTR__ATIME),
+    "ratime": (k.MOUNT_ATTR_RELATIME, k.MOUNT_ATTR__ATIME),
+    "rstrictatime": (k.MOUNT_ATTR_STRICTATIME, k.MOUNT_ATTR__ATIME),
+    "rnostrictatime": (k.MOUNT_ATTR_RELATIME, k.MOUNT_ATTR__ATIME),
+}
+#: options we handle ourselves and never pass to mount(2)
+SPECIAL_OPTIONS = ("tmpcopyup", "idmap", "ridmap")
+
+
+def known_mount_options() -> list[str]:
+    return sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS) | set(SPECIAL_OPTIONS))
+
+
+@dataclass
+class MountOp:
+    """One config mount, parsed into what the syscalls need."""
+
+    destination: str
+    source: str | None
+    fstype: str | None
+    flags: int = 0
+    clear: int = 0
+    data: str = ""
+    propagation: list[int] = field(default_factory=list)
+    rec_set: int = 0
+    rec_clr: int = 0
+    bind: bool = False
+    tmpcopyup: bool = False
+    idmap: str | None = None  # "idmap" or "ridmap"
+    uid_mappings: list = field(default_factory=list)
+    gid_mappings: list = field(default_factory=list)
+
+    @property
+    def readonly(self) -> bool:
+        return bool(self.flags & k.MS_RDONLY)
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def parse_mount_options(options: list[str]) -> tuple[int, int, str, list[int], int, int, set[str]]:
+    """Split options into (flags, cleared flags, data, propagation list, rec_set, rec_clr, specials).
+
+    Later options win over earlier ones (``ro`` then ``rw`` is rw), as mount(8) does.
+    Unknown options are filesystem data, passed through to mount(2).
+    """
+    flags = clear = rec_set = rec_clr = 0
+    data: list[str] = []
+    prop: list[int] = []
+    specials: set[str] = set()
+    for opt in options:
+        if opt in MOUNT_FLAGS:
+            s, c = MOUNT_FLAGS[opt]
+            flags = (flags & ~c) | s
+            clear = (clear & ~s) | c
+        elif opt in PROPAGATION:
+            prop.append(PROPAGATION[opt])
+        elif opt in RECURSIVE_ATTRS:
+            s, c = RECURSIVE_ATTRS[opt]
+            rec_set = (rec_set & ~c) | s
+            rec_clr = (rec_clr & ~s) | c
+        elif opt in SPECIAL_OPTIONS:
+            specials.add(opt)
+        else:
+            data.append(opt)
+    return flags, clear, ",".join(data), prop, rec_set, rec_clr, specials
+
+
+def mount_op(m, bundle: str) -> MountOp:
+    """Turn a config Mount into a MountOp; bind sources are resolved against the bundle."""
+    import os
+
+    flags, clear, data, prop, rset, rclr, specials = parse_mount_options(m.options)
+    bind = bool(flags & k.MS_BIND) or m.type == "bind"
+    if m.type == "bind":
+        flags |= k.MS_BIND  # "type": "bind" without the option is common in the wild (runc accepts it)
+    source = m.source
+    if bind and source and not os.path.isabs(source):
+        source = os.path.join(bundle, source)
+    dest = m.destination if m.destination.startswith("/") else "/" + m.destination
+    idmap = "ridmap" if "ridmap" in specials else ("idmap" if "idmap" in specials else None)
+    return MountOp(
+        destination=os.path.normpath(dest), source=source, fstype=m.type, flags=flags, clear=clear,
+        data=data, propagation=prop, rec_set=rset, rec_clr=rclr, bind=bind,
+        tmpcopyup="tmpcopyup" in specials, idmap=idmap,
+        uid_mappings=list(m.uidMappings), gid_mappings=list(m.gidMappings),
+    )
+
+
+PROPAGATION_ROOTFS = {
+    "private": k.MS_PRIVATE, "rprivate": k.MS_PRIVATE | k.MS_REC,
+    "slave": k.MS_SLAVE, "rslave": k.MS_SLAVE | k.MS_REC,
+    "shared": k.MS_SHARED, "rshared": k.MS_SHARED | k.MS_REC,
+    "unbindable": k.MS_UNBINDABLE, "runbindable": k.MS_UNBINDABLE | k.MS_REC,
+}
+
+# --- rlimits ---------------------------------------------------------------------------------
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+# --- capabilities ----------------------------------------------------------------------------
+CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+]
+CAP_NUMBERS = {name: i for i, name in enumerate(CAPABILITIES)}
+
+
+def cap_mask(names: list[str], last_cap: int) -> tuple[int, list[str]]:
+    """Names → bit mask; names unknown or beyond the kernel's cap_last_cap are returned as skipped."""
+    mask = 0
+    skipped = []
+    for name in names:
+        n = CAP_NUMBERS.get(name.upper())
+        if n is None or n > last_cap:
+            skipped.append(name)
+            continue
+        mask |= 1 << n
+    return mask, skipped
+
+
+# --- sysctl ↔ namespace (runc's rules) ---------------------------------------------------------
+IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace a sysctl belongs to, or None when it is not namespaced (then refused)."""
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
+# --- personality -------------------------------------------------------------------------------
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+PERSONALITY_FLAGS = {
+    "UNAME26": 0x0020000, "ADDR_NO_RANDOMIZE": 0x0040000, "FDPIC_FUNCPTRS": 0x0080000,
+    "MMAP_PAGE_ZERO": 0x0100000, "ADDR_COMPAT_LAYOUT": 0x0200000, "READ_IMPLIES_EXEC": 0x0400000,
+    "ADDR_LIMIT_32BIT": 0x0800000, "SHORT_INODE": 0x1000000, "WHOLE_SECONDS": 0x2000000,
+    "STICKY_TIMEOUTS": 0x4000000, "ADDR_LIMIT_3GB": 0x8000000,
+}
+
+
+def personality_value(p: dict) -> int:
+    value = PERSONALITY_DOMAINS[p["domain"]]
+    for flag in p.get("flags") or []:
+        value |= PERSONALITY_FLAGS[flag]
+    return value

@@ -1,0 +1,464 @@
+"""Build the container's filesystem: propagation, rootfs bind, config mounts, /dev, pivot_root.
+
+Runs in the init stage, inside the new mount namespace, in spec order.  Every
+destination is resolved inside the rootfs by :mod:`ocirun.pathsafe` and
+mounted through ``/proc/self/fd/N`` of the verified target.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from . import pathsafe
+from .kernel import linux as k
+from .pathsafe import O_PATH, fd_path
+from .plan import PROPAGATION_ROOTFS, MountOp
+
+#: The devices every container gets (runtime-linux / config-linux "Default Devices").
+DEFAULT_DEVICES = [
+    # path, type, major, minor, mode
+    ("/dev/null", "c", 1, 3, 0o666),
+    ("/dev/zero", "c", 1, 5, 0o666),
+    ("/dev/full", "c", 1, 7, 0o666),
+    ("/dev/random", "c", 1, 8, 0o666),
+    ("/dev/urandom", "c", 1, 9, 0o666),
+    ("/dev/tty", "c", 5, 0, 0o666),
+]
+DEV_SYMLINKS = [
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+]
+
+
+class RootfsError(Exception):
+    """A mount or device step failed; the message names the destination."""
+
+
+def prepare_root(rootfs: str, propagation: str | None) -> None:
+    """Stop our mounts from propagating to the host, then bind the rootfs onto itself.
+
+    pivot_root needs the new root to be a mount point; making ``/`` slave (or the
+    configured rootfsPropagation) first keeps host mounts visible but never lets
+    container mounts leak back out.
+    """
+    k.mount(None, "/", None, PROPAGATION_ROOTFS.get(propagation or "rslave", k.MS_SLAVE | k.MS_REC))
+    k.mount(rootfs, rootfs, None, k.MS_BIND | k.MS_REC)
+    # pivot_root refuses a shared parent mount: make the mount the rootfs sits on private.
+    _make_parent_private(rootfs)
+
+
+def _make_parent_private(rootfs: str) -> None:
+    path = os.path.dirname(rootfs)
+    while True:
+        try:
+            k.mount(None, path, None, k.MS_PRIVATE)
+            return
+        except OSError as e:
+            if e.errno != errno.EINVAL or path == "/":
+                return
+            path = os.path.dirname(path)
+
+
+def do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
+    """Perform one config mount, resolved inside the rootfs."""
+    try:
+        _do_mount(rootfd, op, userns)
+    except OSError as e:
+        raise RootfsError(f"mount {op.source or op.fstype} to {op.destination}: {e.strerror or e}") from None
+
+
+def _do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
+    if op.fstype == "cgroup" or op.fstype == "cgroup2":
+        return mount_cgroup(rootfd, op)
+    if op.bind:
+        return bind_mount(rootfd, op)
+    target = pathsafe.create_target(rootfd, op.destination, True)
+    try:
+        copy_from = None
+        if op.tmpcopyup:
+            copy_from = os.open(fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            k.mount(op.source or op.fstype, fd_path(target), op.fstype, op.flags & ~k.MS_REMOUNT, op.data or None)
+        except OSError as e:
+            # mqueue/sysfs in a user namespace without the matching ns: fall back to a bind of the host's
+            if userns and e.errno == errno.EPERM and op.fstype in ("sysfs", "mqueue"):
+                host = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}[op.fstype]
+                k.mount(host, fd_path(target), None, k.MS_BIND | k.MS_REC)
+            else:
+                raise
+        if copy_from is not None:
+            newfd = pathsafe.open_in_root(rootfd, op.destination, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                copy_tree(copy_from, newfd)
+            finally:
+                os.close(newfd)
+                os.close(copy_from)
+        _apply_propagation_and_attrs(rootfd, op)
+    finally:
+        os.close(target)
+
+
+def bind_mount(rootfd: int, op: MountOp, userns_fd: int | None = None) -> None:
+    """Bind with the new mount API: clone the source tree, set its attributes while it is still
+    detached, then attach it to the verified target.  No window exists in which the bind is
+    visible with the wrong flags, and no path is re-resolved after the lookup."""
+    tree_flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | (k.AT_RECURSIVE if op.flags & k.MS_REC else 0)
+    tree = k.open_tree(k.AT_FDCWD, op.source, tree_flags)
+    try:
+        attr_set, attr_clr = mount_attrs(op.flags, op.clear)
+        if attr_set or attr_clr:
+            k.mount_setattr(tree, "", k.AT_EMPTY_PATH, attr_set, attr_clr)
+        if op.rec_set or op.rec_clr:
+            k.mount_setattr(tree, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE, op.rec_set, op.rec_clr)
+        if userns_fd is not None:
+            rec = k.AT_RECURSIVE if op.idmap == "ridmap" else 0
+            k.mount_setattr(tree, "", k.AT_EMPTY_PATH | rec, k.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        is_dir = pathsafe.is_dir_fd(tree)
+        target = pathsafe.create_target(rootfd, op.destination, is_dir)
+        try:
+            k.move_mount(tree, "", target, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
+        finally:
+            os.close(target)
+    finally:
+        os.close(tree)
+    if op.propagation:
+        fd = pathsafe.open_in_root(rootfd, op.destination)
+        try:
+            for prop in op.propagation:
+                k.mount(None, fd_path(fd), None, prop)
+        finally:
+            os.close(fd)
+
+
+def mount_attrs(flags: int, clear: int) -> tuple[int, int]:
+    """mount(2) MS_* flags to set/clear → MOUNT_ATTR_* to set/clear for mount_setattr(2)."""
+    pairs = ((k.MS_RDONLY, k.MOUNT_ATTR_RDONLY), (k.MS_NOSUID, k.MOUNT_ATTR_NOSUID),
+             (k.MS_NODEV, k.MOUNT_ATTR_NODEV), (k.MS_NOEXEC, k.MOUNT_ATTR_NOEXEC),
+             (k.MS_NODIRATIME, k.MOUNT_ATTR_NODIRATIME), (k.MS_NOSYMFOLLOW, k.MOUNT_ATTR_NOSYMFOLLOW))
+    attr_set = attr_clr = 0
+    for ms, attr in pairs:
+        if flags & ms:
+            attr_set |= attr
+        elif clear & ms:
+            attr_clr |= attr
+    if flags & k.MS_NOATIME:
+        attr_set, attr_clr = attr_set | k.MOUNT_ATTR_NOATIME, attr_clr | k.MOUNT_ATTR__ATIME
+    elif flags & k.MS_STRICTATIME:
+        attr_set, attr_clr = attr_set | k.MOUNT_ATTR_STRICTATIME, attr_clr | k.MOUNT_ATTR__ATIME
+    elif flags & k.MS_RELATIME:
+        attr_clr |= k.MOUNT_ATTR__ATIME
+    return attr_set, attr_clr
+
+
+def _apply_propagation_and_attrs(rootfd: int, op: MountOp) -> None:
+    if not (op.propagation or op.rec_set or op.rec_clr):
+        return
+    fd = pathsafe.open_in_root(rootfd, op.destination)
+    try:
+        for prop in op.propagation:
+            k.mount(None, fd_path(fd), None, prop)
+        if op.rec_set or op.rec_clr:
+            _setattr_recursive(fd_path(fd), op)
+    finally:
+        os.close(fd)
+
+
+def _setattr_recursive(path: str, op: MountOp) -> None:
+    k.mount_setattr(k.AT_FDCWD, path, k.AT_RECURSIVE, op.rec_set, op.rec_clr)
+
+
+def copy_tree(src_dirfd: int, dst_dirfd: int) -> None:
+    """tmpcopyup: copy the directory that the tmpfs now hides into the tmpfs (files, dirs, links)."""
+    for entry in os.scandir(src_dirfd):
+        st = entry.stat(follow_symlinks=False)
+        name = entry.name
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, stat.S_IMODE(st.st_mode), dir_fd=dst_dirfd)
+            s = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dirfd)
+            d = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_dirfd)
+            try:
+                copy_tree(s, d)
+            finally:
+                os.close(s)
+                os.close(d)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src_dirfd), name, dir_fd=dst_dirfd)
+        elif stat.S_ISREG(st.st_mode):
+            s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dirfd)
+            d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(st.st_mode),
+                        dir_fd=dst_dirfd)
+            try:
+                while chunk := os.read(s, 1 << 20):
+                    os.write(d, chunk)
+            finally:
+                os.close(s)
+                os.close(d)
+        else:
+            continue
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dirfd, follow_symlinks=False)
+
+
+def mount_cgroup(rootfd: int, op: MountOp) -> None:
+    """Give the container its own cgroup view at the destination.
+
+    With cgroup v2 (unified) we mount cgroup2; in a cgroup namespace its root is
+    the container's cgroup.  With v1 or hybrid (this process is already in its
+    cgroups) we mount a tmpfs and bind each hierarchy's *own* cgroup directory
+    into it, read-only when asked, as runc does.
+    """
+    target = pathsafe.create_target(rootfd, op.destination, True)
+    flags = op.flags & (k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC | k.MS_RELATIME)
+    try:
+        if _unified_only():
+            k.mount("cgroup2", fd_path(target), "cgroup2", flags)
+            return
+        k.mount("tmpfs", fd_path(target), "tmpfs", k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, "mode=755")
+    finally:
+        os.close(target)
+    own = _own_cgroups()
+    for mnt_root, mnt_point, fstype, super_opts in _cgroup_mounts():
+        if fstype == "cgroup2":
+            name = "unified"
+            sub = own.get("")
+        else:
+            ctrls = [o for o in super_opts.split(",") if o not in ("rw", "ro") and not o.startswith("release_agent")]
+            name = os.path.basename(mnt_point)
+            key = ",".join(sorted(c for c in ctrls))
+            sub = own.get(key) or own.get(",".join(ctrls))
+        if sub is None:
+            continue
+        src = os.path.join(mnt_point, os.path.relpath(sub, mnt_root) if mnt_root != "/" else sub.lstrip("/"))
+        if not os.path.isdir(src):
+            src = mnt_point
+        dest = op.destination.rstrip("/") + "/" + name
+        bind_mount(rootfd, MountOp(destination=dest, source=src, fstype=None,
+                                   flags=k.MS_BIND | k.MS_REC | flags, bind=True))
+        # Combined hierarchies (cpu,cpuacct) get per-controller symlinks as on the host.
+        base = os.path.basename(mnt_point)
+        if "," in base:
+            for ctrl in base.split(","):
+                pfd = pathsafe.open_in_root(rootfd, op.destination, O_PATH | os.O_DIRECTORY)
+                try:
+                    os.symlink(base, ctrl, dir_fd=pfd)
+                except FileExistsError:
+                    pass
+                finally:
+                    os.close(pfd)
+    if flags & k.MS_RDONLY:
+        fd = pathsafe.open_in_root(rootfd, op.destination)
+        try:
+            k.mount(None, fd_path(fd), None, k.MS_REMOUNT | k.MS_BIND | flags)
+        finally:
+            os.close(fd)
+
+
+def _unified_only() -> bool:
+    try:
+        return k.fstatfs(os.open("/sys/fs/cgroup", O_PATH | os.O_CLOEXEC))[0] == 0x63677270
+    except OSError:
+        return False
+
+
+def _own_cgroups() -> dict[str, str]:
+    """/proc/self/cgroup as {sorted controller list: path}; '' is the v2 entry."""
+    out = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if ctrls.startswith("name="):
+                out[ctrls[5:]] = path
+            out[",".join(sorted(ctrls.split(","))) if ctrls else ""] = path
+    return out
+
+
+def _cgroup_mounts():
+    """(root, mount point, fstype, super options) of the host's cgroup mounts."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields = pre.split()
+            fstype, _src, super_opts = post.split()[:3]
+            if fstype in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup/"):
+                yield fields[3], fields[4], fstype, super_opts
+
+
+def mount_dev_defaults(rootfd: int, userns: bool, dev_is_bind: bool) -> None:
+    """Create the default devices and /dev symlinks unless /dev came from the host."""
+    if dev_is_bind:
+        return
+    for path, typ, major, minor, mode in DEFAULT_DEVICES:
+        create_device(rootfd, path, typ, major, minor, mode, 0, 0, userns)
+    for target, link in DEV_SYMLINKS:
+        _symlink_in_root(rootfd, target, link)
+    # /dev/ptmx → pts/ptmx when a devpts is mounted (config-linux "Default devices")
+    try:
+        fd = pathsafe.open_in_root(rootfd, "/dev/pts/ptmx")
+        os.close(fd)
+        _symlink_in_root(rootfd, "pts/ptmx", "/dev/ptmx", replace=True)
+    except OSError:
+        pass
+    shm = pathsafe.mkdirall_in_root(rootfd, "/dev/shm", 0o1777)
+    os.close(shm)
+
+
+def _symlink_in_root(rootfd: int, target: str, link: str, replace: bool = False) -> None:
+    parent, _, name = link.rpartition("/")
+    pfd = pathsafe.mkdirall_in_root(rootfd, parent)
+    try:
+        if replace:
+            try:
+                os.unlink(name, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+        try:
+            os.symlink(target, name, dir_fd=pfd)
+        except FileExistsError:
+            pass
+    finally:
+        os.close(pfd)
+
+
+def create_device(rootfd: int, path: str, typ: str, major: int, minor: int, mode: int | None,
+                  uid: int | None, gid: int | None, userns: bool) -> None:
+    """mknod ``path`` in the rootfs; in a user namespace bind the host's node instead (mknod is denied)."""
+    kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[typ]
+    perm = 0o666 if mode is None else stat.S_IMODE(mode)
+    parent, _, name = path.rpartition("/")
+    pfd = pathsafe.mkdirall_in_root(rootfd, parent or "/")
+    try:
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        dev = os.makedev(major, minor)
+        if st is not None:
+            if stat.S_IFMT(st.st_mode) == kind and (kind == stat.S_IFIFO or st.st_rdev == dev):
+                _chown_chmod(pfd, name, perm, uid, gid, userns)
+                return
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                pass  # an empty placeholder file (e.g. from a previous bind target): bind over it
+            else:
+                raise RootfsError(f"{path} exists and is not the requested device {typ} {major}:{minor}")
+        if userns:
+            if st is None:
+                fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=pfd)
+                os.close(fd)
+            tfd = k.openat2(pfd, name, O_PATH, 0, k.RESOLVE_IN_ROOT | k.RESOLVE_NO_SYMLINKS)
+            try:
+                k.mount(path, fd_path(tfd), None, k.MS_BIND)
+            finally:
+                os.close(tfd)
+            return
+        if st is not None:
+            os.unlink(name, dir_fd=pfd)
+        os.mknod(name, kind | perm, dev, dir_fd=pfd)
+        _chown_chmod(pfd, name, perm, uid, gid, userns)
+    except OSError as e:
+        raise RootfsError(f"create device {path}: {e.strerror}") from None
+    finally:
+        os.close(pfd)
+
+
+def _chown_chmod(pfd: int, name: str, perm: int, uid, gid, userns: bool) -> None:
+    fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    try:
+        os.chmod(fd_path(fd), perm)
+        if uid is not None or gid is not None:
+            os.chown(fd_path(fd), uid if uid is not None else -1, gid if gid is not None else -1)
+    finally:
+        os.close(fd)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root into the rootfs and detach the old root (the `pivot_root(".", ".")` idiom)."""
+    oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    newroot = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(newroot)
+        k.pivot_root(".", ".")
+        os.fchdir(oldroot)
+        # Make the old root slave so our unmount does not propagate to the host, then detach it.
+        k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
+        k.umount2(".", k.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(oldroot)
+        os.close(newroot)
+
+
+def move_root(rootfs: str) -> None:
+    """--no-pivot: MS_MOVE the rootfs over / and chroot (for ramfs roots where pivot_root fails)."""
+    os.chdir(rootfs)
+    k.mount(rootfs, "/", None, k.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def mask_path(path: str) -> None:
+    """Hide ``path``: /dev/null over a file, a read-only empty tmpfs over a directory.
+
+    The /dev/null we bind from is opened and verified to be the real char device
+    1:3 first, so an image that planted its own /dev/null cannot expose a host
+    file through this bind (CVE-2025-31133 class).
+    """
+    try:
+        fd = os.open(path, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a symlink: masking it would follow it; nothing to hide inside
+            return
+        raise
+    try:
+        if pathsafe.is_dir_fd(fd):
+            k.mount("tmpfs", fd_path(fd), "tmpfs", k.MS_RDONLY, None)
+            return
+        null = os.open("/dev/null", O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            st = os.fstat(null)
+            if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+                raise RootfsError("/dev/null is not the null device: refusing to use it for maskedPaths")
+            k.mount(fd_path(null), fd_path(fd), None, k.MS_BIND)
+        finally:
+            os.close(null)
+    finally:
+        os.close(fd)
+
+
+def readonly_path(path: str) -> None:
+    """Make ``path`` read-only: bind it onto itself, then remount the bind read-only."""
+    try:
+        fd = os.open(path, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return
+        raise
+    try:
+        k.mount(fd_path(fd), fd_path(fd), None, k.MS_BIND | k.MS_REC)
+        mfd = os.open(path, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            _, st_flags = k.fstatfs(mfd)
+            keep = (k.MS_NOSUID if st_flags & 2 else 0) | (k.MS_NODEV if st_flags & 4 else 0) | \
+                   (k.MS_NOEXEC if st_flags & 8 else 0)
+            k.mount(None, fd_path(mfd), None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | k.MS_REC | keep)
+        finally:
+            os.close(mfd)
+    finally:
+        os.close(fd)
+
+
+def readonly_root() -> None:
+    fd = os.open("/", O_PATH | os.O_CLOEXEC)
+    try:
+        _, st_flags = k.fstatfs(fd)
+        keep = (k.MS_NOSUID if st_flags & 2 else 0) | (k.MS_NODEV if st_flags & 4 else 0) | \
+               (k.MS_NOEXEC if st_flags & 8 else 0)
+    finally:
+        os.close(fd)
+    k.mount(None, "/", None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | keep)

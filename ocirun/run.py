@@ -1,0 +1,69 @@
+"""`ocirun run`: create + start, then (in the foreground) wait and exit with the container's status.
+
+We become a child subreaper before `create`, so the container's init — whose
+parent, the init stage, exits — is re-parented to us and we can wait for it.
+Signals we receive are forwarded to it, as runc does.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from .kernel import linux as k
+
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+def run(rt, cid: str, opts, detach: bool = False, keep: bool = False) -> int:
+    if not detach:
+        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+    st = rt.create(cid, opts)
+    if detach:
+        try:
+            rt.start(cid)
+        except BaseException:
+            _cleanup(rt, cid)
+            raise
+        return 0
+    pid = st.pid
+    for sig in FORWARDED:
+        signal.signal(sig, lambda s, f: _forward(pid, s))
+    try:
+        rt.start(cid)
+    except BaseException:
+        _cleanup(rt, cid)
+        raise
+    status = _wait(pid)
+    if not keep:
+        rt.delete(cid, force=True)
+    return status
+
+
+def _forward(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(pid: int) -> int:
+    """Wait for the container's init, reaping any other orphan re-parented to us meanwhile."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        except InterruptedError:
+            continue
+        if got == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
+
+
+def _cleanup(rt, cid: str) -> None:
+    try:
+        rt.delete(cid, force=True)
+    except Exception:
+        pass

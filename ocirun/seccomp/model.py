@@ -1,0 +1,43 @@
+"""The compiled filter: what the parent computes and the init stage loads.
+
+Kept apart from libseccomp so that the init stage (and a cache hit) never
+imports it: a :class:`CompiledFilter` is just the BPF program plus the flags
+for seccomp(2), and travels to the init stage as JSON (:meth:`to_json`).
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+SOCK_FILTER_SIZE = 8
+BPF_MAXINSNS = 4096
+
+
+@dataclass
+class CompiledFilter:
+    bpf: bytes                      # struct sock_filter[] as exported by seccomp_export_bpf
+    flags: int = 0                  # SECCOMP_FILTER_FLAG_* for seccomp(2)
+    needs_listener: bool = False    # some rule is SCMP_ACT_NOTIFY (flags has NEW_LISTENER)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def instructions(self) -> int:
+        return len(self.bpf) // SOCK_FILTER_SIZE
+
+    def check(self) -> None:
+        """Raise ValueError unless ``bpf`` has the shape of a loadable program."""
+        if not self.bpf or len(self.bpf) % SOCK_FILTER_SIZE:
+            raise ValueError(f"BPF program of {len(self.bpf)} bytes is not a whole number of instructions")
+        if self.instructions > BPF_MAXINSNS:
+            raise ValueError(f"BPF program has {self.instructions} instructions (kernel limit {BPF_MAXINSNS})")
+
+    def to_json(self) -> dict:
+        return {"bpf": base64.b64encode(self.bpf).decode("ascii"), "flags": self.flags,
+                "needsListener": self.needs_listener, "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "CompiledFilter":
+        f = cls(base64.b64decode(d["bpf"], validate=True), int(d["flags"]),
+                bool(d.get("needsListener")), [str(w) for w in d.get("warnings", [])])
+        f.check()
+        return f

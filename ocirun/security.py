@@ -1,0 +1,125 @@
+"""Process privileges: rlimits, user and groups, the five capability sets, no_new_privs.
+
+Applied by the init stage in the order that keeps each step possible: the
+bounding set is dropped while we still hold CAP_SETPCAP, the uid changes with
+KEEPCAPS so the permitted set survives, then the final sets are installed and
+the ambient ones raised.  python-prctl cannot name capabilities ≥ 40 nor touch
+the ambient set, so capabilities go through capset(2) directly (ocirun.kernel).
+"""
+from __future__ import annotations
+
+import os
+
+from .config import Process
+from .kernel import linux as k
+from .plan import RLIMITS, cap_mask
+
+
+def apply_rlimits(process: Process) -> None:
+    for r in process.rlimits:
+        try:
+            k.setrlimit(RLIMITS[r.type], r.soft, r.hard)
+        except OSError as e:
+            raise OSError(e.errno, f"setrlimit {r.type} soft={r.soft} hard={r.hard}: {e.strerror}") from None
+
+
+def cap_sets(process: Process, last_cap: int) -> tuple[dict[str, int], list[str]]:
+    """Masks for the five sets, and the names that cannot be granted here (warned, per the spec)."""
+    caps = process.capabilities
+    masks, skipped = {}, []
+    for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+        mask, bad = cap_mask(getattr(caps, name) if caps else [], last_cap)
+        masks[name] = mask
+        skipped += [f"{name}:{b}" for b in bad]
+    return masks, skipped
+
+
+def drop_bounding(bounding: int, last_cap: int) -> None:
+    for cap in range(last_cap + 1):
+        if not bounding & (1 << cap):
+            try:
+                k.prctl(k.PR_CAPBSET_DROP, cap)
+            except OSError as e:
+                if e.errno != 22:  # EINVAL: cap unknown to this kernel
+                    raise
+
+
+def set_user(process: Process, setgroups_allowed: bool = True) -> None:
+    """Switch to the configured uid/gid and supplementary groups, keeping capabilities."""
+    u = process.user
+    k.prctl(k.PR_SET_KEEPCAPS, 1)
+    if setgroups_allowed:
+        os.setgroups(list(dict.fromkeys(u.additionalGids)))
+    os.setresgid(u.gid, u.gid, u.gid)
+    os.setresuid(u.uid, u.uid, u.uid)
+    k.prctl(k.PR_SET_KEEPCAPS, 0)
+    if u.umask is not None:
+        os.umask(u.umask)
+    else:
+        os.umask(0o022)
+
+
+def apply_caps(masks: dict[str, int], last_cap: int) -> None:
+    k.capset(masks["effective"], masks["permitted"], masks["inheritable"])
+    k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last_cap + 1):
+        if masks["ambient"] & (1 << cap):
+            try:
+                k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_RAISE, cap)
+            except OSError:
+                # Ambient needs the cap in permitted and inheritable; the spec makes this a warning.
+                pass
+
+
+def no_new_privs() -> None:
+    k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def write_oom_score_adj(value: int) -> None:
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def lookup_exec(args0: str, env: list[str], cwd: str) -> str:
+    """Find the program as execvp would, with runc's error wording (podman maps it to 126/127)."""
+    if "/" in args0:
+        path = args0 if os.path.isabs(args0) else os.path.join(cwd, args0)
+        _check_exec(args0, path)
+        return path
+    search = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for e in env:
+        if e.startswith("PATH="):
+            search = e[5:]
+    denied = None
+    for d in search.split(":"):
+        cand = os.path.join(d or ".", args0)
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        import stat
+
+        if stat.S_ISREG(st.st_mode):
+            if os.access(cand, os.X_OK):
+                return cand
+            denied = cand
+    if denied:
+        raise ExecError(f'exec: "{args0}": permission denied')
+    raise ExecError(f'exec: "{args0}": executable file not found in $PATH')
+
+
+def _check_exec(name: str, path: str) -> None:
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ExecError(f'exec: "{name}": stat {path}: {e.strerror.lower()}') from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ExecError(f'exec: "{name}": is a directory')
+    if not os.access(path, os.X_OK):
+        raise ExecError(f'exec: "{name}": permission denied')
+
+
+class ExecError(Exception):
+    """The user program cannot be executed (worded as runc words it)."""

@@ -1,0 +1,187 @@
+"""Container state on disk: ``<root>/<id>/state.json``, the per-container lock, id rules.
+
+The file records what `create` decided (bundle, init pid and its start time,
+cgroup paths, ...).  The *status* is never trusted from the file: it is derived
+on every command from the init process (alive? same start time? still waiting on
+exec.fifo?), so a reused pid or a crashed runtime cannot lie to the caller.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from .errors import ContainerNotFound, InvalidIdError
+
+DEFAULT_ROOT = "/run/ocirun"
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+FIFO_FILE = "exec.fifo"
+MAX_ID_LEN = 1024
+
+CREATING, CREATED, RUNNING, STOPPED, PAUSED = "creating", "created", "running", "stopped", "paused"
+
+
+def check_id(cid: str) -> str:
+    """Refuse ids that could escape the state root or confuse tools (runc's rules, plus a length cap)."""
+    if not cid:
+        raise InvalidIdError("container id cannot be empty")
+    if len(cid) > MAX_ID_LEN:
+        raise InvalidIdError(f"invalid container id: longer than {MAX_ID_LEN} characters")
+    if cid in (".", "..") or "/" in cid or "\0" in cid:
+        raise InvalidIdError(f"invalid container id format: {cid}")
+    for ch in cid:
+        if not (ch.isascii() and (ch.isalnum() or ch in "_+-.")):
+            raise InvalidIdError(f"invalid container id format: {cid}")
+    return cid
+
+
+@dataclass
+class ContainerState:
+    """What `create` records; ``status`` is filled in by :func:`refresh`."""
+
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int = 0
+    pid_start: int = 0  # start time (clock ticks since boot) of the init, to detect pid reuse
+    created: str = ""
+    owner: str = ""
+    annotations: dict = field(default_factory=dict)
+    config_hash: str = ""
+    cgroup: dict = field(default_factory=dict)  # ocirun.cgroups Manager.to_state()
+    namespaces: dict = field(default_factory=dict)  # type -> path joined or "" when new
+    hooks: dict = field(default_factory=dict)  # config.json's hooks as they were at create time
+    rootless: bool = False
+    systemd_cgroup: bool = False
+    started: bool = False
+    ociVersion: str = ""
+    status: str = CREATING  # derived, written for humans and for hooks
+
+    def to_oci(self) -> dict:
+        """The state object of runtime.md, with runc's extra fields (as `runc state` prints)."""
+        out = {
+            "ociVersion": self.ociVersion,
+            "id": self.id,
+            "pid": self.pid if self.status in (CREATED, RUNNING, PAUSED, CREATING) else 0,
+            "status": self.status,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+        }
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+    def hook_state(self) -> dict:
+        """The state passed to hooks on stdin: the spec's fields only."""
+        out = {"ociVersion": self.ociVersion, "id": self.id, "status": self.status,
+               "pid": self.pid, "bundle": self.bundle}
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+
+class StateDir:
+    """One container's directory under the state root."""
+
+    def __init__(self, root: str, cid: str):
+        self.root = root
+        self.id = check_id(cid)
+        self.path = os.path.join(root, cid)
+
+    # -- paths --------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.path, STATE_FILE)
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.path, FIFO_FILE)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.path)
+
+    # -- lock ----------------------------------------------------------------------------------
+    def lock(self, blocking: bool = True) -> int:
+        """Take the container's exclusive flock; returns the fd (close it to release)."""
+        fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    # -- state.json ----------------------------------------------------------------------------
+    def load(self) -> ContainerState:
+        try:
+            with open(self.state_file, "rb") as f:
+                raw = json.loads(f.read())
+        except FileNotFoundError:
+            raise ContainerNotFound(self.id) from None
+        known = ContainerState.__dataclass_fields__
+        return ContainerState(**{k: v for k, v in raw.items() if k in known})
+
+    def save(self, st: ContainerState) -> None:
+        write_atomic(self.state_file, json.dumps(asdict(st)).encode(), 0o600)
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a torn one."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_start_time(pid: int, proc: str = "/proc") -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks), or None if the pid is gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):  # zombie or dead: the process has exited
+        return None
+    return int(rest[19])
+
+
+def refresh(sd: StateDir, st: ContainerState, proc: str = "/proc") -> ContainerState:
+    """Derive the status from the init process and the fifo, the way runc's refreshState does."""
+    if not st.pid:
+        st.status = CREATING
+        return st
+    start = read_start_time(st.pid, proc)
+    if start is None or start != st.pid_start:
+        st.status = STOPPED
+        return st
+    if os.path.exists(sd.fifo):
+        st.status = CREATED
+    else:
+        st.status = RUNNING
+    if st.status == RUNNING and st.cgroup:
+        try:
+            from .cgroups import Manager
+
+            if Manager.from_state(st.cgroup).is_frozen():
+                st.status = PAUSED
+        except Exception:
+            pass
+    return st
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))

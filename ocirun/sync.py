@@ -1,0 +1,84 @@
+"""The typed parent ↔ init protocol, on a SOCK_SEQPACKET socketpair.
+
+One datagram per message (no framing bugs), JSON payload, optional fds via
+SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
+
+    parent                                   init (stage 1 → stage 2)
+      ── CONFIG {spec, plan, ...} ──────────▶
+                                             join/unshare user ns
+      ◀──────────────── USERNS_READY ───────  (only for a new user ns)
+      write uid_map / gid_map
+      ── USERNS_MAPPED ─────────────────────▶
+                                             unshare the rest, fork → stage 2 (pid 1)
+      ◀──────────────────── PID {pid} ──────
+                                             mounts, devices (before pivot_root)
+      ◀──────────────────── HOOKS ──────────  prestart + createRuntime, runtime side
+      ── HOOKS_DONE ────────────────────────▶
+                                             createContainer hooks, pivot_root, ...
+                                             caps, seccomp, exec.fifo opened
+      ◀──────────────────── READY ──────────
+      (state.json written; create returns)    blocks on exec.fifo until `start`
+
+Any step may answer ERROR {msg} instead; the parent prints it with context.
+"""
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+
+CONFIG = "config"
+USERNS_READY = "userns-ready"
+USERNS_MAPPED = "userns-mapped"
+PID = "pid"
+HOOKS = "hooks"
+HOOKS_DONE = "hooks-done"
+READY = "ready"
+ERROR = "error"
+WARNING = "warning"
+
+MESSAGES = {CONFIG, USERNS_READY, USERNS_MAPPED, PID, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
+MAX_MESSAGE = 4 * 1024 * 1024
+MAX_ERROR = 4096
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def send(sock: socket.socket, kind: str, fds: list[int] | None = None, **payload) -> None:
+    if kind not in MESSAGES:
+        raise ProtocolError(f"unknown message {kind!r}")
+    if kind == ERROR:
+        payload["msg"] = str(payload.get("msg", ""))[:MAX_ERROR]
+    payload["type"] = kind
+    data = json.dumps(payload).encode()
+    if fds:
+        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        sock.sendall(data)
+
+
+def recv(sock: socket.socket, expect: str | None = None) -> tuple[dict, list[int]]:
+    """Receive one message; raise ProtocolError on EOF, an unexpected type, or ERROR when expecting."""
+    fds = array.array("i")
+    data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16 * fds.itemsize))
+    for level, typ, cdata in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])
+    if not data:
+        raise ProtocolError("init stage exited without reporting")
+    msg = json.loads(data)
+    kind = msg.get("type")
+    if kind not in MESSAGES:
+        for fd in fds:
+            os.close(fd)
+        raise ProtocolError(f"unknown message {kind!r}")
+    if expect is not None and kind not in (expect, ERROR, WARNING):
+        raise ProtocolError(f"expected {expect}, got {kind}")
+    return msg, list(fds)
