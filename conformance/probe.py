@@ -247,6 +247,7 @@ class Container:
         self.out_path = os.path.join(self.workdir, "ctr.out")
         self.err_path = os.path.join(self.workdir, "ctr.err")
         self.holders: list[subprocess.Popen] = []
+        self.holder_pids: list[int] = []
         self.others: list[Container] = []
 
     # ---- config
@@ -292,6 +293,12 @@ class Container:
         self.linux["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": size}]
         self.linux["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": size}]
         self.config["mounts"] = [m for m in self.config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+        os.makedirs(os.path.join(self.rootfs, "share"), exist_ok=True)
+        # The mapped root must be able to reach the bundle: open up the (pytest 0700) ancestors.
+        d = self.workdir
+        while d not in ("/", "/tmp", ""):
+            os.chmod(d, os.stat(d).st_mode | 0o011)
+            d = os.path.dirname(d)
         for m in self.config["mounts"]:
             if m["destination"] == "/dev/pts":
                 m["options"] = [o for o in m.get("options", []) if o != "gid=5"]
@@ -430,7 +437,10 @@ class Container:
 
     def holder(self, *unshare_flags: str) -> int:
         """A host process in fresh namespaces (``unshare``); returns the pid that owns them."""
-        p = subprocess.Popen(["unshare", *unshare_flags, "sleep", "300"])
+        flags = list(unshare_flags)
+        if "--fork" in flags:
+            flags.append("--kill-child")
+        p = subprocess.Popen(["unshare", *flags, "sleep", "300"])
         self.holders.append(p)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -439,6 +449,7 @@ class Container:
             if "--fork" not in unshare_flags or kids:
                 target = kids[0] if ("--fork" in unshare_flags) else p.pid
                 if os.readlink(f"/proc/{target}/exe").endswith("sleep"):
+                    self.holder_pids.append(target)
                     return target
             time.sleep(0.02)
         raise RuntimeError("unshare holder did not start")
@@ -451,6 +462,8 @@ class Container:
             self.rt("delete", "--force", self.id, timeout=20)
         except subprocess.TimeoutExpired:
             pass
+        for pid in self.holder_pids:
+            send(pid)
         for p in self.holders:
             p.kill()
             p.wait()

@@ -358,14 +358,43 @@ def test_name(path: str) -> str:
 # ------------------------------------------------------------------ cleanup
 
 _libc = None
+MNT_DETACH = 2
 
 
-def _umount_lazy(target: str) -> bool:
+def libc():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    MNT_DETACH = 2
-    if _libc.umount2(os.fsencode(target), MNT_DETACH) == 0:
+    return _libc
+
+
+def hide_unified_cgroup(path: str = "/sys/fs/cgroup/unified") -> bool:
+    """Give this process (and so every runtime it starts) a private mount namespace without the
+    hybrid host's cgroup2 mount.
+
+    crun 1.x refuses to run on a hybrid host whose cgroup2 hierarchy owns a controller ("cgroups
+    in hybrid mode not supported, drop all controllers from cgroupv2"; here: hugetlb, which no v1
+    hierarchy mounts).  Hiding the mount in a private namespace leaves the host untouched.
+    Returns whether something was hidden.
+    """
+    CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 0x4000, 1 << 18
+    lc = libc()
+    if lc.unshare(CLONE_NEWNS) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "unshare(CLONE_NEWNS): " + os.strerror(e))
+    if lc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "make / rprivate: " + os.strerror(e))
+    if not os.path.ismount(path):
+        return False
+    if lc.umount2(os.fsencode(path), MNT_DETACH) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"umount {path}: " + os.strerror(e))
+    return True
+
+
+def _umount_lazy(target: str) -> bool:
+    if libc().umount2(os.fsencode(target), MNT_DETACH) == 0:
         return True
     return subprocess.run(["umount", "-l", target], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
@@ -614,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not give the runtime a private --root per test (runtime's default root)")
     ap.add_argument("--workdir", metavar="DIR", help="parent of the per-test temporary dirs (default: $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep each test's directory (mounts are still removed)")
+    ap.add_argument("--hide-unified-cgroup", action="store_true",
+                    help="run in a private mount namespace without /sys/fs/cgroup/unified (crun 1.x on a "
+                         "hybrid host whose cgroup2 owns a controller); the host is not changed")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any test fails (default: exit 0)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each test's TAP output")
     args = ap.parse_args(argv)
@@ -634,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     if not tests:
         print(f"skipped: no validation executable matches {args.filter!r}")
         return 0
+    if args.hide_unified_cgroup:
+        hidden = hide_unified_cgroup()
+        print("private mount namespace" + (" without /sys/fs/cgroup/unified" if hidden else ""), flush=True)
     workbase = tempfile.mkdtemp(prefix="ocirun-rtt.", dir=args.workdir)
     os.chmod(workbase, 0o755)
     version = runtime_version(runtime)

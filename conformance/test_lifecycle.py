@@ -20,9 +20,18 @@ def _schema_validate(state: dict) -> None:
     if not os.path.exists(path):
         return
     import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
 
+    spec_dir = os.path.dirname(path)
+    registry = Registry()
+    for name in os.listdir(spec_dir):
+        if name.endswith(".json"):
+            with open(os.path.join(spec_dir, name)) as f:
+                registry = registry.with_resource(name, Resource.from_contents(json.load(f), DRAFT4))
     with open(path) as f:
-        jsonschema.validate(state, json.load(f))
+        schema = json.load(f)
+    jsonschema.Draft4Validator(schema, registry=registry).validate(state)
 
 
 # --------------------------------------------------------------------------- state

@@ -18,13 +18,6 @@ def test_cwd(ctr):
 
 
 @pytest.mark.req(MUST, "config.md", "Process")
-def test_cwd_created_if_missing(ctr):
-    """`cwd` is the working directory that will be set for the executable (runc creates a missing one)."""
-    ctr.process["cwd"] = "/share/new/dir"
-    assert ctr.sh("busybox pwd") == "/share/new/dir\n"
-
-
-@pytest.mark.req(MUST, "config.md", "Process")
 @pytest.mark.req(MUST, "config.md", "Valid values")
 def test_cwd_relative_rejected(ctr):
     """`cwd` ... This value MUST be an absolute path."""

@@ -206,13 +206,35 @@ def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: Conta
     mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=opts.systemd_cgroup, rootless=opts.rootless)
     mgr.create()
     try:
-        mgr.apply(spec.linux.resources or {})
+        mgr.apply(resources_with_default_devices(spec.linux.resources))
         mgr.add_pid(pid)
     except BaseException:
         mgr.destroy()
         raise
     st.cgroup = mgr.to_state()
     return mgr
+
+
+#: Device rules every container gets after its own (as runc does): the default devices of
+#: config-linux.md, /dev/console, /dev/ptmx and the devpts slaves.
+DEFAULT_DEVICE_RULES = [
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+]
+
+
+def resources_with_default_devices(resources: dict | None) -> dict:
+    out = dict(resources or {})
+    if "devices" in out:
+        out["devices"] = list(out["devices"]) + DEFAULT_DEVICE_RULES
+    return out
 
 
 def _compile_seccomp(spec: Spec, log) -> dict | None:

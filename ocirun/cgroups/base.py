@@ -9,14 +9,21 @@ order of writes (the kernel keeps only the last one in a fake tree).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal as _signal
 import time
 
 from ..errors import CgroupError
 
-log = logging.getLogger("ocirun.cgroups")
+class _LazyLog:
+    """``logging.getLogger("ocirun.cgroups")``, imported on the first message (logging costs ~15 ms)."""
+
+    def __getattr__(self, name):
+        import logging
+        return getattr(logging.getLogger("ocirun.cgroups"), name)
+
+
+log = _LazyLog()
 
 
 def read(dirpath: str, name: str) -> str:

@@ -24,7 +24,7 @@ def weight_to_shares(weight: int) -> int:
     """Inverse of :func:`shares_to_weight` (used to report a v2 weight as shares)."""
     if weight == 0:
         return 0
-    return 2 + ((weight - 1) * 262142) // 9999
+    return 2 - (-((weight - 1) * 262142) // 9999)   # the smallest shares with that weight
 
 
 def blkio_weight_to_io_weight(weight: int) -> int:
@@ -36,7 +36,7 @@ def blkio_weight_to_io_weight(weight: int) -> int:
 def io_weight_to_blkio_weight(weight: int) -> int:
     if weight == 0:
         return 0
-    return 10 + ((weight - 1) * 990) // 9999
+    return 10 - (-((weight - 1) * 990) // 9999)
 
 
 def memory_swap_to_v2(swap: int, limit: int) -> int:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
-
 from ..errors import CgroupError
 
 DEFAULT_PARENT = "/ocirun"
@@ -37,12 +35,17 @@ MODE_HYBRID = "hybrid"
 MODE_UNIFIED = "unified"
 
 
-@dataclass
 class Mount:
-    mountpoint: str
-    root: str              # the mount's root inside the hierarchy (field 4 of mountinfo)
-    fstype: str            # "cgroup" or "cgroup2"
-    controllers: list[str] = field(default_factory=list)  # v1 only: ["cpu", "cpuacct"], ["name=systemd"]
+    """One cgroup mount: ``root`` is the mount's root inside the hierarchy (field 4 of mountinfo),
+    ``controllers`` the v1 controllers (``["cpu", "cpuacct"]``, ``["name=systemd"]``; empty for cgroup2)."""
+    __slots__ = ("mountpoint", "root", "fstype", "controllers")
+
+    def __init__(self, mountpoint: str, root: str, fstype: str, controllers: list[str] | None = None):
+        self.mountpoint, self.root, self.fstype = mountpoint, root, fstype
+        self.controllers = list(controllers or [])
+
+    def __repr__(self) -> str:
+        return f"Mount({self.mountpoint!r}, {self.root!r}, {self.fstype!r}, {self.controllers!r})"
 
 
 def _unescape(s: str) -> str:
@@ -101,13 +104,13 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-@dataclass
 class Layout:
-    """The cgroup filesystems found under one root."""
-    mode: str
-    root: str
-    v1: dict[str, Mount] = field(default_factory=dict)   # controller (or name=X) → mount
-    v2: Mount | None = None                              # the unified mount (root in unified, <root>/unified in hybrid)
+    """The cgroup filesystems found under one root: ``v1`` maps each controller (or name=X) to its mount,
+    ``v2`` is the unified mount (the root itself in unified mode, ``<root>/unified`` in hybrid)."""
+    __slots__ = ("mode", "root", "v1", "v2")
+
+    def __init__(self, mode: str, root: str, v1: dict | None = None, v2: Mount | None = None):
+        self.mode, self.root, self.v1, self.v2 = mode, root, dict(v1 or {}), v2
 
 
 def detect(root: str = "/sys/fs/cgroup", mountinfo: str = "/proc/self/mountinfo") -> Layout:

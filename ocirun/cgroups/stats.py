@@ -21,7 +21,8 @@ def _prune(d):
     if isinstance(d, dict):
         out = {}
         for k, v in d.items():
-            v = _prune(v)
+            if k != "raw":   # raw counters are reported as the kernel gives them, zeros included
+                v = _prune(v)
             if v in (0, None, [], {}) and k not in keep:
                 continue
             out[k] = v
@@ -147,7 +148,14 @@ def v1_stats(paths: dict[str, str]) -> dict:
                 data["hugetlb"][size] = {"usage": read_int(d, name),
                                          "max": _safe(read_int, d, f"hugetlb.{size}.max_usage_in_bytes", default=0),
                                          "failcnt": _safe(read_int, d, f"hugetlb.{size}.failcnt", default=0)}
-    return _prune(data) | {"hugetlb": data["hugetlb"]}
+    return _finish(data)
+
+
+def _finish(data: dict) -> dict:
+    out = _prune(data) | {"hugetlb": data["hugetlb"]}
+    if "pids" in out and not out["pids"].get("limit"):
+        out["pids"].pop("limit", None)      # runc: `json:"limit,omitempty"` for pids only
+    return out
 
 
 # ---- v2 ------------------------------------------------------------------------------------------------
@@ -200,4 +208,4 @@ def v2_stats(d: str) -> dict:
             size = name[len("hugetlb."):-len(".current")]
             ev = _safe(read_keyed, d, f"hugetlb.{size}.events", default={})
             data["hugetlb"][size] = {"usage": read_int(d, name), "max": 0, "failcnt": ev.get("max", 0)}
-    return _prune(data) | {"hugetlb": data["hugetlb"]}
+    return _finish(data)

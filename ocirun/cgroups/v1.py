@@ -94,8 +94,7 @@ class V1Manager(Manager):
                         raise
 
     def add_pid(self, pid: int) -> None:
-        for key in list(self.paths):
-            d = self.paths[key]
+        for d, _ in self._dirs():
             try:
                 self.write(d, "cgroup.procs", pid)
             except CgroupError as e:

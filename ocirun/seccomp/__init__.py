@@ -16,15 +16,28 @@ Three steps, split by who runs them and what they may import:
    stage has passed the listener fd up): give it to the agent at
    ``listenerPath``.
 
-The filter travels from 1 to 2 as JSON (:meth:`CompiledFilter.to_json`).
+The filter travels from 1 to 2 as JSON (:meth:`CompiledFilter.to_json` /
+:meth:`CompiledFilter.from_json`).  Syscalls newer than every syscall the
+profile names get ENOSYS rather than a restrictive default (:mod:`.enosys`).
 """
 from __future__ import annotations
 
+import os
+
 from ..errors import SeccompError
-from .model import CompiledFilter
-from .translate import ACTIONS, ARCHES, FLAGS, FLAG_NEW_LISTENER, OPERATORS, check_listener, translate
+from .model import CompiledFilter, check_listener
+
+FLAG_NEW_LISTENER = 1 << 3  # = translate.FLAG_NEW_LISTENER (translate is imported only to compile)
 
 __all__ = ["CompiledFilter", "SeccompError", "compile_filter", "default_cache_dir", "features", "load"]
+
+
+def __getattr__(name: str):
+    """``ocirun.seccomp.notify`` (and the other submodules) on first use, not at import."""
+    if name in ("notify", "cache", "compile", "translate", "enosys", "libinfo"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_cache_dir() -> str:
@@ -42,6 +55,7 @@ def compile_filter(seccomp: dict, *, cache_dir: str | None = None, backend=None)
     """
     if cache_dir is None or backend is not None:
         from .compile import build
+        from .translate import translate
         return build(translate(seccomp), backend)
 
     from .cache import FilterCache, cache_key
@@ -56,6 +70,7 @@ def compile_filter(seccomp: dict, *, cache_dir: str | None = None, backend=None)
             check_listener(seccomp, hit.needs_listener)
             return hit
     from .compile import build
+    from .translate import translate
     filt = build(translate(seccomp))
     if key is not None:
         cache.put(key, filt)
@@ -71,7 +86,8 @@ def load(filt: CompiledFilter) -> int | None:
         raise SeccompError(f"seccomp: {e}") from None
     except OSError as e:
         hint = " (needs no_new_privs or CAP_SYS_ADMIN)" if e.errno == 13 else ""
-        raise SeccompError(f"seccomp: loading the filter: {e.strerror or e}{hint}") from None
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise SeccompError(f"seccomp: loading the filter: {reason}{hint}") from None
     if filt.flags & FLAG_NEW_LISTENER:
         return ret
     return None
@@ -80,6 +96,7 @@ def load(filt: CompiledFilter) -> int | None:
 def features() -> dict:
     """The ``linux.seccomp`` object of ``ocirun features`` (from the same tables the translation uses)."""
     from . import libinfo
+    from .translate import ACTIONS, ARCHES, FLAGS, OPERATORS
     enabled = libinfo.handle() is not None
     supported = []
     if enabled:

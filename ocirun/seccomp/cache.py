@@ -10,7 +10,7 @@ minus ``listenerPath``/``listenerMetadata`` (they do not change the program),
 plus the libseccomp version, the machine, the kernel release, the ocirun
 version and the cache format.  The file ``<key>.bpf`` holds::
 
-    ocirun-seccomp-bpf 1\\n
+    ocirun-seccomp-bpf 2\\n
     {"key": ..., "sha256": <of the BPF>, "length": ..., "flags": ..., ...}\\n
     <BPF bytes>
 
@@ -25,17 +25,24 @@ mode 0600, in a 0700 directory.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 import stat
 
 from .. import __version__
 from . import libinfo
+
+# hashlib pulls in OpenSSL (~3 ms of import on the hot path); the built-in sha256 is the same function.
+try:
+    from _sha2 import sha256  # Python >= 3.12
+except ImportError:
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:  # pragma: no cover
+        from hashlib import sha256
 from .model import CompiledFilter
 
-FORMAT = 1
+FORMAT = 2
 MAGIC = b"ocirun-seccomp-bpf %d\n" % FORMAT
 DEFAULT_DIR = "/var/cache/ocirun/seccomp"
 MAX_FILE = 64 * 1024
@@ -57,12 +64,12 @@ def cache_key(seccomp: dict) -> str:
         "format": FORMAT,
         "seccomp": profile,
         "libseccomp": libinfo.version(),
-        "machine": platform.machine(),
+        "machine": os.uname().machine,
         "kernel": os.uname().release,
         "ocirun": __version__,
     }
     canon = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canon.encode()).hexdigest()
+    return sha256(canon.encode()).hexdigest()
 
 
 class FilterCache:
@@ -83,6 +90,8 @@ class FilterCache:
             st = os.lstat(self.dir)
         except FileNotFoundError:
             return self._miss("no cache directory")
+        except OSError as e:
+            return self._miss(f"{self.dir}: {e.strerror}")
         if not stat.S_ISDIR(st.st_mode):
             return self._miss(f"{self.dir} is not a directory")
         if not self._owner_ok(st) or st.st_mode & 0o022:
@@ -150,7 +159,7 @@ class FilterCache:
             if head["key"] != key:
                 self._miss("key mismatch")
                 return None
-            if head["length"] != len(bpf) or head["sha256"] != hashlib.sha256(bpf).hexdigest():
+            if head["length"] != len(bpf) or head["sha256"] != sha256(bpf).hexdigest():
                 self._miss("content hash mismatch")
                 return None
             filt = CompiledFilter(bpf, int(head["flags"]), bool(head["needsListener"]),
@@ -170,7 +179,7 @@ class FilterCache:
             return self._miss(f"mkdir {self.dir}: {e.strerror}")
         if not self._dir_trusted():
             return False
-        head = {"key": key, "sha256": hashlib.sha256(filt.bpf).hexdigest(), "length": len(filt.bpf),
+        head = {"key": key, "sha256": sha256(filt.bpf).hexdigest(), "length": len(filt.bpf),
                 "flags": filt.flags, "needsListener": filt.needs_listener, "warnings": filt.warnings}
         data = MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + filt.bpf
         tmp = os.path.join(self.dir, f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp")

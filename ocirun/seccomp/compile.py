@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from ..errors import SeccompError
+from . import enosys
 from .model import CompiledFilter
 from .translate import Plan
 
@@ -51,6 +52,14 @@ class Libseccomp:
         nr = self._lib.resolve_syscall(self._lib.Arch.NATIVE, name)
         return None if nr == NR_SCMP_ERROR else nr
 
+    def native_arch(self) -> int:
+        return self._lib.system_arch()
+
+    def resolve_arch(self, arch: int, name: str) -> int | None:
+        """Number of ``name`` on ``arch``; None when unknown there (or only a pseudo-number)."""
+        nr = self._lib.resolve_syscall(arch, name)
+        return None if nr < 0 else nr
+
     def rule_add(self, action: int, nr: int, args: tuple) -> None:
         cmps = [self._lib.Arg(a.index, a.op, a.value, a.value_two) for a in args]
         self._filter.add_rule(action, nr, *cmps)
@@ -72,6 +81,16 @@ class Libseccomp:
 
 def _err(e: OSError) -> str:
     return os.strerror(e.errno) if e.errno else str(e)
+
+
+def last_syscalls(plan: Plan, lib) -> dict[int, int]:
+    """{arch token: highest number among the profile's syscalls} for every arch of the filter."""
+    last = {}
+    for arch in dict.fromkeys([lib.native_arch()] + [a for _, a in plan.arches]):
+        nrs = [nr for name in dict.fromkeys(plan.names) if (nr := lib.resolve_arch(arch, name)) is not None]
+        if nrs:
+            last[arch] = max(nrs)
+    return last
 
 
 def build(plan: Plan, backend=None) -> CompiledFilter:
@@ -113,6 +132,8 @@ def build(plan: Plan, backend=None) -> CompiledFilter:
         bpf = lib.export_bpf()
     except OSError as e:
         raise SeccompError(f"seccomp: exporting the BPF program: {_err(e)}") from None
+    if plan.enosys:
+        bpf = enosys.stub(last_syscalls(plan, lib)) + bpf
     filt = CompiledFilter(bpf=bpf, flags=plan.flags, needs_listener=plan.needs_listener,
                           warnings=warnings)
     try:

@@ -1,4 +1,4 @@
-"""The compiled filter: what the parent computes and the init stage loads.
+"""The compiled filter: what the parent computes and the init stage loads; the listener rules.
 
 Kept apart from libseccomp so that the init stage (and a cache hit) never
 imports it: a :class:`CompiledFilter` is just the BPF program plus the flags
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+
+from ..errors import SeccompError
 
 SOCK_FILTER_SIZE = 8
 BPF_MAXINSNS = 4096
@@ -41,3 +43,18 @@ class CompiledFilter:
                 bool(d.get("needsListener")), [str(w) for w in d.get("warnings", [])])
         f.check()
         return f
+
+
+def check_listener(seccomp: dict, needs_listener: bool) -> None:
+    """The listenerPath / listenerMetadata rules of config-linux.md (checked on cache hits too)."""
+    path = seccomp.get("listenerPath")
+    meta = seccomp.get("listenerMetadata")
+    if path is not None and (not isinstance(path, str) or not path):
+        raise SeccompError("linux.seccomp.listenerPath: must be a non-empty string")
+    if meta is not None:
+        if not isinstance(meta, str):
+            raise SeccompError(f"linux.seccomp.listenerMetadata: must be a string, not {meta!r}")
+        if not path:
+            raise SeccompError("linux.seccomp.listenerMetadata: must not be set without listenerPath")
+    if needs_listener and not path:
+        raise SeccompError("linux.seccomp.listenerPath: required when a rule uses SCMP_ACT_NOTIFY")

@@ -28,6 +28,8 @@ the spec is silent:
   refuse it); an unknown syscall name is skipped with a warning (the name may
   be newer than the installed libseccomp), but an unknown action, operator,
   architecture or flag is an error.
+* Syscalls numbered above every syscall the profile names get ENOSYS instead
+  of a restrictive default action (:mod:`.enosys`, as runc's patchbpf).
 * ``SCMP_ACT_NOTIFY`` needs ``listenerPath``; it is refused as the default
   action and for the syscalls the init stage needs after loading the filter to
   hand the listener fd to the runtime (:data:`NOTIFY_FORBIDDEN`), which would
@@ -38,6 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import SeccompError
+from .enosys import needed as enosys_needed
+from .model import check_listener
 
 EPERM = 1
 MAX_ARGS = 6
@@ -156,6 +160,8 @@ class Plan:
     rules: list[Rule] = field(default_factory=list)
     needs_listener: bool = False
     warnings: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)                # every syscall named, in order
+    enosys: bool = False                                          # prepend the ENOSYS stub
 
 
 def _where(path: str) -> str:
@@ -213,7 +219,7 @@ def translate(seccomp: dict) -> Plan:
                            "defaultAction", "defaultErrnoRet")
     if default == ACT_NOTIFY:
         raise _fail("defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
-    plan = Plan(default_action=default)
+    plan = Plan(default_action=default, enosys=enosys_needed(default))
 
     for i, arch in enumerate(_list(seccomp.get("architectures"), "architectures")):
         path = f"architectures[{i}]"
@@ -285,6 +291,7 @@ def _translate_call(plan: Plan, call, path: str) -> None:
         name = _str(name, npath)
         if not name:
             raise _fail(npath, "empty syscall name")
+        plan.names.append(name)
         if action == ACT_NOTIFY:
             if name in NOTIFY_FORBIDDEN:
                 raise _fail(npath, f'SCMP_ACT_NOTIFY cannot be used for "{name}" '
@@ -294,18 +301,3 @@ def _translate_call(plan: Plan, call, path: str) -> None:
             continue  # redundant with the default; libseccomp would refuse it
         for group in groups:
             plan.rules.append(Rule(_where(npath), name, action, group))
-
-
-def check_listener(seccomp: dict, needs_listener: bool) -> None:
-    """The listenerPath / listenerMetadata rules (checked on cache hits too)."""
-    path = seccomp.get("listenerPath")
-    meta = seccomp.get("listenerMetadata")
-    if path is not None:
-        if not isinstance(path, str) or not path:
-            raise _fail("listenerPath", "must be a non-empty string")
-    if meta is not None:
-        _str(meta, "listenerMetadata")
-        if not path:
-            raise _fail("listenerMetadata", "must not be set without listenerPath")
-    if needs_listener and not path:
-        raise _fail("listenerPath", "required when a rule uses SCMP_ACT_NOTIFY")
