@@ -68,6 +68,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
 
     spec = Spec.parse(msg["spec"], msg["bundle"])
     linux = spec.linux
+    _preimport(spec)
 
     # [1] Join the namespaces given by path: open them all first (paths resolve in the runtime
     # mount namespace), then setns in order, user first.
@@ -113,6 +114,28 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     os._exit(0)  # not reached: stage2 execs
 
 
+def _preimport(spec) -> None:
+    """Import now every module the later steps need.
+
+    Once we are in a new user namespace our uid may no longer be able to read the
+    interpreter's library directory, and after pivot_root the host's filesystem is
+    gone altogether: a lazy import there would fail.
+    """
+    import base64, errno, fcntl, stat, struct  # noqa: F401,E401
+
+    from . import pathsafe, rootfs, security  # noqa: F401
+    if any((spec.hooks.createContainer, spec.hooks.startContainer)):
+        from . import hooks  # noqa: F401
+        import subprocess  # noqa: F401
+    if spec.process.terminal:
+        from . import terminal  # noqa: F401
+    if spec.linux.seccomp:
+        from . import seccomp  # noqa: F401
+        from .seccomp import notify  # noqa: F401
+    if spec.linux.personality:
+        from . import plan  # noqa: F401
+
+
 def _write_time_offsets(offsets: dict) -> None:
     lines = []
     for clock, off in offsets.items():
@@ -132,6 +155,8 @@ def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
     linux = spec.linux
     userns = linux.namespace("user") is not None
     os.setsid()
+    if linux.namespace("network") is not None and not linux.namespace("network").path:
+        k.set_link_up("lo")
 
     # fds handed over: the console socket (for a terminal) comes by SCM_RIGHTS.
     console_sock = fds[0] if opts.get("console_socket") and fds else None
@@ -169,6 +194,10 @@ def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
     else:
         rootfs.pivot(spec.root_path)
     os.close(rootfd)
+    if linux.rootfsPropagation:
+        from .plan import PROPAGATION_ROOTFS
+
+        k.mount(None, "/", None, PROPAGATION_ROOTFS[linux.rootfsPropagation])
     if spec.hostname is not None and linux.namespace("uts") is not None:
         k.sethostname(spec.hostname)
     if spec.domainname is not None:
@@ -196,43 +225,45 @@ def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
     if process.oomScoreAdj is not None:
         _write_proc("/proc/self/oom_score_adj", str(process.oomScoreAdj))
 
-    # Privileges, in the order that keeps each step possible (see ocirun.security).
     last_cap = k.cap_last_cap()
     masks, skipped = security.cap_sets(process, last_cap)
     for name in skipped:
         sync.send(sock, sync.WARNING, msg=f"capability {name} cannot be granted on this kernel: skipped")
-    security.apply_rlimits(process)
     seccomp = None
     if linux.seccomp:
         from . import seccomp as sc
 
         seccomp = sc.CompiledFilter(**_seccomp_from_wire(msg["seccomp"]))
-    if seccomp is not None and not process.noNewPrivileges:
-        # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
-        _load_seccomp(sock, seccomp, msg)
-        seccomp = None
-    if process.capabilities is not None:
-        security.drop_bounding(masks["bounding"], last_cap)
-    security.set_user(process, setgroups_allowed=opts.get("setgroups", True))
-    try:
-        os.chdir(process.cwd)
-    except OSError as e:
-        raise OSError(e.errno, f"chdir to cwd ({process.cwd!r}) set in config.json failed: {e.strerror}") from None
-    if process.capabilities is not None:
-        security.apply_caps(masks, last_cap)
-    if process.noNewPrivileges:
-        security.no_new_privs()
-    path = security.lookup_exec(process.args[0], process.env, process.cwd)
+    # Check, as the target user, that cwd and the program are usable, so that `create` reports
+    # `exec: "x": ...` as runc does (podman maps that wording to exit 126/127).
+    setgroups = opts.get("setgroups", True)
+    path = security.preflight(process, setgroups)
 
     # [7] Ready: the parent records `created`.  Block until `start` opens the fifo for reading.
+    # We wait as root: the fifo is reopened through our fd table, which a non-root user cannot read
+    # while we are non-dumpable.
     sync.send(sock, sync.READY)
     sock.close()
     _wait_for_start(fdtable, fifo_fd)
     os.close(fdtable)
     os.close(fifo_fd)
 
-    # [8] startContainer hooks, seccomp as late as possible, then the user program.
+    # [8] From here errors go to `start` through the fifo.  Privileges in the order that keeps each
+    # step possible (see ocirun.security), startContainer hooks, seccomp as late as possible, execve.
     try:
+        security.apply_rlimits(process)
+        if seccomp is not None and not process.noNewPrivileges:
+            # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
+            _load_seccomp(None, seccomp, msg)
+            seccomp = None
+        if process.capabilities is not None:
+            security.drop_bounding(masks["bounding"], last_cap)
+        security.set_user(process, setgroups_allowed=setgroups)
+        os.chdir(process.cwd)
+        if process.capabilities is not None:
+            security.apply_caps(masks, last_cap)
+        if process.noNewPrivileges:
+            security.no_new_privs()
         if spec.hooks.startContainer:
             from .hooks import run_phase
 

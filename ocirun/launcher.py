@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from . import SPEC_VERSION, sync
 from .config import Spec
-from .errors import InitError, OciError
+from .errors import HookError, InitError, OciError
 from .init import ENV_INITPIPE
 from .state import ContainerState, StateDir, read_start_time
 
@@ -93,6 +93,9 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
             elif kind == sync.PID:
                 s2 = msg["pid"]
                 _reap(s1)
+                # Limits go on after the init stage's last fork: a pids limit of 0 is valid.
+                if cgroup is not None:
+                    cgroup.apply(resources_with_default_devices(spec.linux.resources, spec.linux.devices))
                 st.pid = s2
                 st.pid_start = read_start_time(s2) or 0
             elif kind == sync.HOOKS:
@@ -107,6 +110,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         return st
     except BaseException as e:
         _undo(s1, s2, cgroup)
+        if isinstance(e, HookError):
+            _poststop_after_failure(spec, st, log)
         if isinstance(e, sync.ProtocolError):
             raise InitError(f"init stage failed: {e}") from None
         raise
@@ -114,6 +119,20 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         sock.close()
         if console_fd is not None:
             os.close(console_fd)
+
+
+def _poststop_after_failure(spec: Spec, st: ContainerState, log) -> None:
+    """A failed create-phase hook: "stop the container, and continue the lifecycle at step 12"
+    — the container is destroyed (done by the caller) and poststop hooks run, failures warned."""
+    from .hooks import run_phase
+
+    state = st.hook_state()
+    state["status"] = "stopped"
+    for i, hook in enumerate(spec.hooks.poststop):
+        try:
+            run_phase("poststop", [hook], state)
+        except OciError as e:
+            log.warning(str(e))
 
 
 def _run_create_hooks(spec: Spec, st: ContainerState) -> None:
@@ -206,7 +225,6 @@ def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: Conta
     mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=opts.systemd_cgroup, rootless=opts.rootless)
     mgr.create()
     try:
-        mgr.apply(resources_with_default_devices(spec.linux.resources))
         mgr.add_pid(pid)
     except BaseException:
         mgr.destroy()
@@ -230,10 +248,14 @@ DEFAULT_DEVICE_RULES = [
 ]
 
 
-def resources_with_default_devices(resources: dict | None) -> dict:
+def resources_with_default_devices(resources: dict | None, devices=()) -> dict:
+    """The spec's device rules, then the defaults and the devices of linux.devices (which the
+    container must be able to use: the runtime itself creates them)."""
     out = dict(resources or {})
     if "devices" in out:
-        out["devices"] = list(out["devices"]) + DEFAULT_DEVICE_RULES
+        own = [{"allow": True, "type": "b" if d.type == "b" else "c", "major": d.major, "minor": d.minor,
+                "access": "rwm"} for d in devices if d.type in ("b", "c", "u")]
+        out["devices"] = list(out["devices"]) + DEFAULT_DEVICE_RULES + own
     return out
 
 

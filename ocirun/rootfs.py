@@ -44,7 +44,11 @@ def prepare_root(rootfs: str, propagation: str | None) -> None:
     configured rootfsPropagation) first keeps host mounts visible but never lets
     container mounts leak back out.
     """
-    k.mount(None, "/", None, PROPAGATION_ROOTFS.get(propagation or "rslave", k.MS_SLAVE | k.MS_REC))
+    # shared/unbindable are applied to the new root after pivot_root (ocirun.init): pivot_root
+    # refuses a shared root, and an unbindable / cannot be bound.
+    if propagation not in ("private", "rprivate", "slave", "rslave"):
+        propagation = "rslave"
+    k.mount(None, "/", None, PROPAGATION_ROOTFS[propagation])
     k.mount(rootfs, rootfs, None, k.MS_BIND | k.MS_REC)
     # pivot_root refuses a shared parent mount: make the mount the rootfs sits on private.
     _make_parent_private(rootfs)
@@ -73,6 +77,8 @@ def do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
 def _do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
     if op.fstype == "cgroup" or op.fstype == "cgroup2":
         return mount_cgroup(rootfd, op)
+    if op.flags & k.MS_REMOUNT:
+        return remount(rootfd, op)
     if op.bind:
         return bind_mount(rootfd, op)
     target = pathsafe.create_target(rootfd, op.destination, True)
@@ -131,6 +137,17 @@ def bind_mount(rootfd: int, op: MountOp, userns_fd: int | None = None) -> None:
                 k.mount(None, fd_path(fd), None, prop)
         finally:
             os.close(fd)
+
+
+def remount(rootfd: int, op: MountOp) -> None:
+    """An entry with `remount` changes the mount already at the destination instead of stacking one."""
+    fd = pathsafe.open_in_root(rootfd, op.destination)
+    try:
+        flags = op.flags | (k.MS_BIND if op.bind else 0)
+        k.mount(op.source, fd_path(fd), op.fstype, flags, op.data or None)
+    finally:
+        os.close(fd)
+    _apply_propagation_and_attrs(rootfd, op)
 
 
 def mount_attrs(flags: int, clear: int) -> tuple[int, int]:

@@ -80,6 +80,30 @@ def write_oom_score_adj(value: int) -> None:
         f.write(str(value))
 
 
+def preflight(process: Process, setgroups_allowed: bool = True) -> str:
+    """As the target user (effective ids only, so we can come back): chdir to cwd and find the program.
+
+    Returns the program's path; raises OSError/ExecError worded for the user.
+    """
+    u = process.user
+    switch = u.uid != 0 or u.gid != 0
+    if switch:
+        if setgroups_allowed:
+            os.setgroups(list(dict.fromkeys(u.additionalGids)))
+        os.setegid(u.gid)
+        os.seteuid(u.uid)
+    try:
+        try:
+            os.chdir(process.cwd)
+        except OSError as e:
+            raise OSError(e.errno, f"chdir to cwd ({process.cwd!r}) set in config.json failed: {e.strerror}") from None
+        return lookup_exec(process.args[0], process.env, process.cwd)
+    finally:
+        if switch:
+            os.seteuid(0)
+            os.setegid(0)
+
+
 def lookup_exec(args0: str, env: list[str], cwd: str) -> str:
     """Find the program as execvp would, with runc's error wording (podman maps it to 126/127)."""
     if "/" in args0:
@@ -100,7 +124,7 @@ def lookup_exec(args0: str, env: list[str], cwd: str) -> str:
         import stat
 
         if stat.S_ISREG(st.st_mode):
-            if os.access(cand, os.X_OK):
+            if os.access(cand, os.X_OK, effective_ids=True):
                 return cand
             denied = cand
     if denied:
@@ -117,7 +141,7 @@ def _check_exec(name: str, path: str) -> None:
         raise ExecError(f'exec: "{name}": stat {path}: {e.strerror.lower()}') from None
     if stat.S_ISDIR(st.st_mode):
         raise ExecError(f'exec: "{name}": is a directory')
-    if not os.access(path, os.X_OK):
+    if not os.access(path, os.X_OK, effective_ids=True):
         raise ExecError(f'exec: "{name}": permission denied')
 
 

@@ -148,8 +148,8 @@ def _check_linux(spec: Spec) -> None:
             "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"):
         _fail("linux.rootfsPropagation", f"unknown propagation {linux.rootfsPropagation!r}")
     for i, d in enumerate(linux.devices):
-        if not d.path.startswith("/dev/") and d.path != "/dev":
-            _fail(f"linux.devices[{i}].path", f"{d.path!r} must be under /dev")
+        if not d.path.startswith("/"):
+            _fail(f"linux.devices[{i}].path", f"{d.path!r} must be an absolute path")
         if d.type not in ("c", "b", "u", "p"):
             _fail(f"linux.devices[{i}].type", f"unknown device type {d.type!r}")
     if linux.mountLabel:

@@ -283,3 +283,20 @@ def fstatfs(fd: int) -> tuple[int, int]:
 
 def mkfifo(path: str, mode: int = 0o622) -> None:
     os.mkfifo(path, mode)
+
+
+# --- network: bring an interface up without pyroute2 (loopback in a new netns) ----------------
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def set_link_up(name: str = "lo") -> None:
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", name.encode(), 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP))
