@@ -96,7 +96,8 @@ def call(argv: list[str], capture: bool = False, timeout: float = 30.0,
     err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
     try:
         t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+        # own session: a runtime that signals its process group (kill(0, ...)) must not hit us
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
                              stdout=subprocess.PIPE if capture else subprocess.DEVNULL, stderr=err)
         out = b""
         if capture:
@@ -154,7 +155,8 @@ class Arm:
         self.seq = 0
         self.version = ""
         try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20,
+                                 start_new_session=True).stdout
             self.version = out.strip().splitlines()[0] if out.strip() else ""
         except (OSError, subprocess.SubprocessError):
             pass
@@ -173,7 +175,8 @@ class Arm:
     def cleanup(self) -> None:
         ids = set(self.live)
         try:
-            out = subprocess.run(self.cmd("list", "-q"), capture_output=True, text=True, timeout=20).stdout
+            out = subprocess.run(self.cmd("list", "-q"), capture_output=True, text=True, timeout=20,
+                                 start_new_session=True).stdout
             ids |= {ln.strip() for ln in out.splitlines() if ln.strip()}
         except (OSError, subprocess.SubprocessError):
             pass
@@ -183,7 +186,8 @@ class Arm:
             pass
         for cid in sorted(ids):
             try:
-                subprocess.run(self.cmd("delete", "--force", cid), capture_output=True, timeout=20)
+                subprocess.run(self.cmd("delete", "--force", cid), capture_output=True, timeout=20,
+                               start_new_session=True)
             except (OSError, subprocess.SubprocessError):
                 pass
         self.live.clear()
@@ -459,7 +463,7 @@ def importtime(ocirun: str, root: str, cid: str, top: int = 15) -> str:
     """``python -X importtime`` of ``ocirun state``: total and the slowest cumulative imports."""
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
     p = subprocess.run([ocirun, "--root", root, "state", cid], capture_output=True, text=True, env=env,
-                       timeout=60)
+                       timeout=60, start_new_session=True)
     rows = []
     for ln in p.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", ln)

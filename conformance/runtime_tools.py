@@ -474,7 +474,7 @@ def _state_ids(state_root: str) -> list[str]:
 def _runtime_list(runtime: str, root_args: list[str], timeout: float = 10) -> list[str]:
     try:
         out = subprocess.run([runtime, *root_args, "list", "-q"], capture_output=True, text=True,
-                             timeout=timeout).stdout
+                             timeout=timeout, start_new_session=True).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [ln.strip() for ln in out.splitlines() if ln.strip()]
@@ -484,8 +484,9 @@ def force_delete(runtime: str, root_args: list[str], ids: Iterable[str], timeout
     deleted = []
     for cid in ids:
         try:
+            # own session: a runtime that signals its process group (kill(0, ...)) must not hit us
             r = subprocess.run([runtime, *root_args, "delete", "--force", cid], capture_output=True,
-                               timeout=timeout)
+                               timeout=timeout, start_new_session=True)
             if r.returncode == 0:
                 deleted.append(cid)
         except (OSError, subprocess.SubprocessError):
@@ -622,7 +623,8 @@ def summary_line(runs: list[TestRun]) -> str:
 
 def runtime_version(runtime: str) -> str:
     try:
-        out = subprocess.run([runtime, "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([runtime, "--version"], capture_output=True, text=True, timeout=10,
+                             start_new_session=True).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.strip().splitlines()[0] if out.strip() else ""

@@ -65,8 +65,8 @@ class Runtime:
             if st.status != CREATED:
                 raise InvalidState(f"cannot start an already running container" if st.status == RUNNING
                                    else f"cannot start a container in the {st.status} state")
-            err = _open_fifo_and_wait(sd, st)
-            _remove_file(sd.fifo)
+            err = _connect_and_wait(sd, st)
+            _remove_file(sd.start_socket)
             st.status = RUNNING
             if err is not None:
                 raise OciError(err)
@@ -190,32 +190,42 @@ def _saved_hooks(st: ContainerState):
     return Hooks.parse(st.hooks)
 
 
-def _open_fifo_and_wait(sd: StateDir, st: ContainerState, timeout: float | None = None) -> str | None:
-    """Open exec.fifo for reading (wakes the init), read until EOF; return the init's error, if any."""
-    import select
+def _connect_and_wait(sd: StateDir, st: ContainerState) -> str | None:
+    """Connect to the start socket (wakes the init), read until EOF; return the init's error, if any.
 
-    fd = os.open(sd.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    The init answers "0" once woken, then either execs (its end is close-on-exec:
+    EOF) or sends "E<message>" if a startContainer hook or the privilege switch failed.
+    """
+    import socket
+
+    from .pathsafe import O_PATH
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dirfd = os.open(sd.path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        data = b""
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLHUP)
-        while True:
-            events = poller.poll(100)
-            if events:
-                chunk = os.read(fd, 4096)
-                if chunk:
-                    data += chunk
-                    continue
-                if data:
-                    break  # writer closed: execve happened (close-on-exec) or the init reported a failure
-            if read_start_time(st.pid) != st.pid_start:
-                if not data:
-                    return "container init exited before start"
-                break
-            if events:
-                time.sleep(0.005)  # hang-up without data yet: the writer may still be opening
+        s.connect(f"/proc/self/fd/{dirfd}/{os.path.basename(sd.start_socket)}")
+    except OSError as e:
+        s.close()
+        return f"connect to the container's init: {e.strerror}"
     finally:
-        os.close(fd)
+        os.close(dirfd)
+    data = b""
+    s.settimeout(0.1)
+    try:
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except socket.timeout:
+                if read_start_time(st.pid) != st.pid_start:
+                    break
+                continue
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    if not data:
+        return "container init exited before start"
     if data.startswith(b"0E"):
         return data[2:].decode(errors="replace")
     return None

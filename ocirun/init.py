@@ -12,7 +12,7 @@ bottom in spec order; the numbered sync points match the diagram in
     [2] new user ns → USERNS_READY,              createContainer here
         wait for the parent's maps           [6] pivot_root, masked/readonly paths, sysctl,
         unshare the other namespaces             hostname, rlimits, user, caps, NNP, seccomp
-    [3] fork stage 2, report its PID, exit   [7] READY; block on exec.fifo until `start`
+    [3] fork stage 2, report its PID, exit   [7] READY; accept() on exec.sock until `start`
                                              [8] startContainer hooks, close fds, execve
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 
 from . import sync
 from .kernel import linux as k
+from .pathsafe import O_PATH
 
 ENV_INITPIPE = "_OCIRUN_INITPIPE"
 
@@ -70,6 +71,10 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     linux = spec.linux
     _preimport(spec)
 
+    # Files we need later are opened now, as the runtime's user: inside a new user namespace
+    # their paths may not be traversable any more.
+    root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
     # [1] Join the namespaces given by path: open them all first (paths resolve in the runtime
     # mount namespace), then setns in order, user first.
     joins = []
@@ -83,6 +88,15 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
         except OSError as e:
             raise OSError(e.errno, f"join {nstype} namespace {linux.namespace(nstype).path}: {e.strerror}") from None
         os.close(nsfd)
+
+    mntns = linux.namespace("mount")
+    if mntns is not None and mntns.path:  # the rootfs path means what it means in the joined namespace
+        os.close(root_fd)
+        root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    # Stand in the rootfs: unshare(CLONE_NEWNS) moves our cwd to its copy in the new namespace,
+    # which is how we find the rootfs there without walking a path we may no longer traverse.
+    os.fchdir(root_fd)
+    os.close(root_fd)
 
     # [2] A new user namespace first: the parent writes our maps, then we become its root.
     userns = linux.namespace("user")
@@ -98,6 +112,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
             flags |= NAMESPACES[ns.type][0]
     if flags:
         k.unshare(flags)
+    handles = {"root": os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)}
     if linux.namespace("time") is not None and linux.timeOffsets:
         _write_time_offsets(linux.timeOffsets)
 
@@ -107,7 +122,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
         sync.send(sock, sync.PID, pid=pid)
         os._exit(0)
     try:
-        stage2(sock, spec, msg, fds)
+        stage2(sock, spec, msg, fds, handles)
     except BaseException as e:
         _report(sock, e)
         os._exit(1)
@@ -146,28 +161,29 @@ def _write_time_offsets(offsets: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
+def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     from . import rootfs, security
-    from .pathsafe import O_PATH
     from .plan import mount_op
 
     opts = msg["options"]
     linux = spec.linux
     userns = linux.namespace("user") is not None
     os.setsid()
+    # Wait for our cgroup limits: applying a device list passes through deny-all, which must
+    # not race with our own mknod below.
+    sync.recv(sock, sync.CGROUP_DONE)
     if linux.namespace("network") is not None and not linux.namespace("network").path:
         k.set_link_up("lo")
 
     # fds handed over: the console socket (for a terminal) comes by SCM_RIGHTS.
-    console_sock = fds[0] if opts.get("console_socket") and fds else None
+    console_sock = fds[1] if opts.get("console_socket") and len(fds) > 1 else None
 
-    # [4] The filesystem.  Hold exec.fifo by an O_PATH fd, and the host's view of our fd table,
-    # so that after pivot_root we can still reopen the fifo for writing.
-    fifo_fd = os.open(msg["fifo"], O_PATH | os.O_CLOEXEC)
-    fdtable = os.open("/proc/self/fd", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    # [4] The filesystem, reached through the rootfs fd stage 1 opened.
+    import socket
 
-    rootfs.prepare_root(spec.root_path, linux.rootfsPropagation)
-    rootfd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    start_sock = socket.socket(fileno=fds[0])
+    rootfd = rootfs.prepare_root(handles["root"], linux.rootfsPropagation)
+    os.close(handles["root"])
     dev_is_bind = False
     for m in spec.mounts:
         op = mount_op(m, msg["bundle"])
@@ -190,9 +206,9 @@ def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
 
     # [6] Switch root, then what must be done from inside.
     if opts.get("no_pivot"):
-        rootfs.move_root(spec.root_path)
+        rootfs.move_root(rootfd)
     else:
-        rootfs.pivot(spec.root_path)
+        rootfs.pivot(rootfd)
     os.close(rootfd)
     if linux.rootfsPropagation:
         from .plan import PROPAGATION_ROOTFS
@@ -239,16 +255,12 @@ def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
     setgroups = opts.get("setgroups", True)
     path = security.preflight(process, setgroups)
 
-    # [7] Ready: the parent records `created`.  Block until `start` opens the fifo for reading.
-    # We wait as root: the fifo is reopened through our fd table, which a non-root user cannot read
-    # while we are non-dumpable.
+    # [7] Ready: the parent records `created`.  Block in accept() until `start` connects.
     sync.send(sock, sync.READY)
     sock.close()
-    _wait_for_start(fdtable, fifo_fd)
-    os.close(fdtable)
-    os.close(fifo_fd)
+    _wait_for_start(start_sock)
 
-    # [8] From here errors go to `start` through the fifo.  Privileges in the order that keeps each
+    # [8] From here errors go to `start` over its connection.  Privileges in the order that keeps each
     # step possible (see ocirun.security), startContainer hooks, seccomp as late as possible, execve.
     try:
         security.apply_rlimits(process)
@@ -278,10 +290,10 @@ def stage2(sock, spec, msg: dict, fds: list[int]) -> None:
 _START_FD = None
 
 
-def _wait_for_start(fdtable: int, fifo_fd: int) -> None:
-    """Open exec.fifo for writing (blocks until `start` opens it), send the go byte, keep it open.
+def _wait_for_start(start_sock) -> None:
+    """Accept `start`'s connection on the start socket, answer "0", keep the connection open.
 
-    The write end stays open, close-on-exec: `start` reads until EOF, so it learns that
+    The connection is close-on-exec: `start` reads until EOF, so it learns that
     execve happened (EOF after "0") or reads our error text after the "0".
     """
     global _START_FD
@@ -290,11 +302,12 @@ def _wait_for_start(fdtable: int, fifo_fd: int) -> None:
         # As pid 1 of a new pid namespace, default-action signals would be ignored: honour them
         # while we wait, as a created container is expected to die on `kill`.
         signal.signal(sig, lambda s, f: os._exit(128 + s))
-    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fdtable)
+    conn, _ = start_sock.accept()
     for sig in catch:
         signal.signal(sig, signal.SIG_DFL)
-    os.write(fd, b"0")
-    _START_FD = fd
+    start_sock.close()
+    conn.sendall(b"0")
+    _START_FD = conn.detach()
 
 
 def _fail_after_start(text: str) -> None:

@@ -64,16 +64,16 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         namespaces={ns.type: ns.path or "" for ns in spec.linux.namespaces},
         hooks=spec.raw.get("hooks") or {},
     )
-    os.mkfifo(sd.fifo, 0o622)
     seccomp_wire = _compile_seccomp(spec, log)
     console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
+    start_sock = _listen(sd)
     s1, sock = spawn_init()
     s2 = None
     cgroup = None
     try:
         cgroup = _setup_cgroup(spec, sd.id, s1, opts, st)
-        fds = [console_fd] if console_fd is not None else None
-        sync.send(sock, sync.CONFIG, fds=fds, spec=spec.raw, bundle=opts.bundle, fifo=sd.fifo,
+        fds = [start_sock.fileno()] + ([console_fd] if console_fd is not None else [])
+        sync.send(sock, sync.CONFIG, fds=fds, spec=spec.raw, bundle=opts.bundle,
                   state=st.hook_state(), seccomp=seccomp_wire,
                   options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
                            "console_socket": console_fd is not None, "setgroups": True})
@@ -96,6 +96,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
                 # Limits go on after the init stage's last fork: a pids limit of 0 is valid.
                 if cgroup is not None:
                     cgroup.apply(resources_with_default_devices(spec.linux.resources, spec.linux.devices))
+                sync.send(sock, sync.CGROUP_DONE)
                 st.pid = s2
                 st.pid_start = read_start_time(s2) or 0
             elif kind == sync.HOOKS:
@@ -117,6 +118,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         raise
     finally:
         sock.close()
+        start_sock.close()
         if console_fd is not None:
             os.close(console_fd)
 
@@ -204,6 +206,28 @@ def write_id_maps(pid: int, spec: Spec) -> None:
                 os.close(fd)
         except OSError as e:
             raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {e.strerror}") from None
+
+
+def _listen(sd: StateDir):
+    """The start socket: the created init accepts on it; `start` connects to wake it.
+
+    A socket rather than runc's fifo: the init can wait on it without reopening
+    anything through /proc (which a non-dumpable process in a user namespace
+    cannot), and the connection carries the init's answer back to `start`.
+    Bound through an O_PATH fd of the state dir to stay clear of sun_path's 108 bytes.
+    """
+    import socket
+
+    from .pathsafe import O_PATH
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dirfd = os.open(sd.path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        s.bind(f"/proc/self/fd/{dirfd}/{os.path.basename(sd.start_socket)}")
+    finally:
+        os.close(dirfd)
+    s.listen(1)
+    return s
 
 
 def _connect_console(path: str) -> int:

@@ -37,33 +37,28 @@ class RootfsError(Exception):
     """A mount or device step failed; the message names the destination."""
 
 
-def prepare_root(rootfs: str, propagation: str | None) -> None:
+def prepare_root(root_fd: int, propagation: str | None) -> int:
     """Stop our mounts from propagating to the host, then bind the rootfs onto itself.
 
-    pivot_root needs the new root to be a mount point; making ``/`` slave (or the
-    configured rootfsPropagation) first keeps host mounts visible but never lets
-    container mounts leak back out.
+    pivot_root needs the new root to be a mount point.  Making ``/`` recursively
+    slave (or private, if asked) first keeps host mounts visible but never lets
+    container mounts leak back out, and leaves no shared mount that pivot_root
+    would refuse.  The rootfs is reached only through ``root_fd``, opened before
+    we entered a user namespace (its path may not be traversable from inside).
+    Returns an O_PATH fd of the new bind mount's root.
     """
     # shared/unbindable are applied to the new root after pivot_root (ocirun.init): pivot_root
     # refuses a shared root, and an unbindable / cannot be bound.
     if propagation not in ("private", "rprivate", "slave", "rslave"):
         propagation = "rslave"
     k.mount(None, "/", None, PROPAGATION_ROOTFS[propagation])
-    k.mount(rootfs, rootfs, None, k.MS_BIND | k.MS_REC)
-    # pivot_root refuses a shared parent mount: make the mount the rootfs sits on private.
-    _make_parent_private(rootfs)
-
-
-def _make_parent_private(rootfs: str) -> None:
-    path = os.path.dirname(rootfs)
-    while True:
-        try:
-            k.mount(None, path, None, k.MS_PRIVATE)
-            return
-        except OSError as e:
-            if e.errno != errno.EINVAL or path == "/":
-                return
-            path = os.path.dirname(path)
+    tree = k.open_tree(root_fd, "", k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | k.AT_RECURSIVE | k.AT_EMPTY_PATH)
+    try:
+        k.move_mount(tree, "", root_fd, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
 
 
 def do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
@@ -390,12 +385,11 @@ def _chown_chmod(pfd: int, name: str, perm: int, uid, gid, userns: bool) -> None
         os.close(fd)
 
 
-def pivot(rootfs: str) -> None:
+def pivot(root_fd: int) -> None:
     """pivot_root into the rootfs and detach the old root (the `pivot_root(".", ".")` idiom)."""
     oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-    newroot = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fchdir(newroot)
+        os.fchdir(root_fd)
         k.pivot_root(".", ".")
         os.fchdir(oldroot)
         # Make the old root slave so our unmount does not propagate to the host, then detach it.
@@ -404,13 +398,12 @@ def pivot(rootfs: str) -> None:
         os.chdir("/")
     finally:
         os.close(oldroot)
-        os.close(newroot)
 
 
-def move_root(rootfs: str) -> None:
+def move_root(root_fd: int) -> None:
     """--no-pivot: MS_MOVE the rootfs over / and chroot (for ramfs roots where pivot_root fails)."""
-    os.chdir(rootfs)
-    k.mount(rootfs, "/", None, k.MS_MOVE)
+    os.fchdir(root_fd)
+    k.mount(fd_path(root_fd), "/", None, k.MS_MOVE)
     os.chroot(".")
     os.chdir("/")
 

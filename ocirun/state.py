@@ -3,7 +3,7 @@
 The file records what `create` decided (bundle, init pid and its start time,
 cgroup paths, ...).  The *status* is never trusted from the file: it is derived
 on every command from the init process (alive? same start time? still waiting on
-exec.fifo?), so a reused pid or a crashed runtime cannot lie to the caller.
+exec.sock?), so a reused pid or a crashed runtime cannot lie to the caller.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .errors import ContainerNotFound, InvalidIdError
 DEFAULT_ROOT = "/run/ocirun"
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
-FIFO_FILE = "exec.fifo"
+START_SOCKET = "exec.sock"  # the created init waits in accept() on it; `start` connects
 MAX_ID_LEN = 1024
 
 CREATING, CREATED, RUNNING, STOPPED, PAUSED = "creating", "created", "running", "stopped", "paused"
@@ -98,8 +98,8 @@ class StateDir:
         return os.path.join(self.path, STATE_FILE)
 
     @property
-    def fifo(self) -> str:
-        return os.path.join(self.path, FIFO_FILE)
+    def start_socket(self) -> str:
+        return os.path.join(self.path, START_SOCKET)
 
     def exists(self) -> bool:
         return os.path.isdir(self.path)
@@ -156,7 +156,7 @@ def read_start_time(pid: int, proc: str = "/proc") -> int | None:
 
 
 def refresh(sd: StateDir, st: ContainerState, proc: str = "/proc") -> ContainerState:
-    """Derive the status from the init process and the fifo, the way runc's refreshState does."""
+    """Derive the status from the init process and the start socket (runc's refreshState uses a fifo)."""
     if not st.pid:
         st.status = CREATING
         return st
@@ -164,7 +164,7 @@ def refresh(sd: StateDir, st: ContainerState, proc: str = "/proc") -> ContainerS
     if start is None or start != st.pid_start:
         st.status = STOPPED
         return st
-    if os.path.exists(sd.fifo):
+    if os.path.exists(sd.start_socket):
         st.status = CREATED
     else:
         st.status = RUNNING

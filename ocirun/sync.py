@@ -11,13 +11,15 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
       ── USERNS_MAPPED ─────────────────────▶
                                              unshare the rest, fork → stage 2 (pid 1)
       ◀──────────────────── PID {pid} ──────
+      apply cgroup limits (after the last fork)
+      ── CGROUP_DONE ───────────────────────▶
                                              mounts, devices (before pivot_root)
       ◀──────────────────── HOOKS ──────────  prestart + createRuntime, runtime side
       ── HOOKS_DONE ────────────────────────▶
                                              createContainer hooks, pivot_root, ...
-                                             caps, seccomp, exec.fifo opened
+                                             preflight: cwd, program lookup
       ◀──────────────────── READY ──────────
-      (state.json written; create returns)    blocks on exec.fifo until `start`
+      (state.json written; create returns)    blocks in accept() on exec.sock
 
 Any step may answer ERROR {msg} instead; the parent prints it with context.
 """
@@ -32,13 +34,14 @@ CONFIG = "config"
 USERNS_READY = "userns-ready"
 USERNS_MAPPED = "userns-mapped"
 PID = "pid"
+CGROUP_DONE = "cgroup-done"
 HOOKS = "hooks"
 HOOKS_DONE = "hooks-done"
 READY = "ready"
 ERROR = "error"
 WARNING = "warning"
 
-MESSAGES = {CONFIG, USERNS_READY, USERNS_MAPPED, PID, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
+MESSAGES = {CONFIG, USERNS_READY, USERNS_MAPPED, PID, CGROUP_DONE, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_ERROR = 4096
 
