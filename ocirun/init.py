@@ -74,6 +74,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     # Files we need later are opened now, as the runtime's user: inside a new user namespace
     # their paths may not be traversable any more.
     root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    handles = {}
 
     # [1] Join the namespaces given by path: open them all first (paths resolve in the runtime
     # mount namespace), then setns in order, user first.
@@ -90,6 +91,11 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
         os.close(nsfd)
 
     mntns = linux.namespace("mount")
+    if linux.seccomp and linux.seccomp.get("listenerPath"):
+        # Connect to the seccomp agent now: after pivot_root its socket path is out of reach.
+        from .seccomp.notify import connect_listener
+
+        handles["listener"] = connect_listener(linux.seccomp["listenerPath"])
     if mntns is not None and mntns.path:  # the rootfs path means what it means in the joined namespace
         os.close(root_fd)
         root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -112,7 +118,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
             flags |= NAMESPACES[ns.type][0]
     if flags:
         k.unshare(flags)
-    handles = {"root": os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)}
+    handles["root"] = os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     if linux.namespace("time") is not None and linux.timeOffsets:
         _write_time_offsets(linux.timeOffsets)
 
@@ -249,7 +255,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     if linux.seccomp:
         from . import seccomp as sc
 
-        seccomp = sc.CompiledFilter(**_seccomp_from_wire(msg["seccomp"]))
+        seccomp = sc.CompiledFilter.from_json(msg["seccomp"])
     # Check, as the target user, that cwd and the program are usable, so that `create` reports
     # `exec: "x": ...` as runc does (podman maps that wording to exit 126/127).
     setgroups = opts.get("setgroups", True)
@@ -266,7 +272,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         security.apply_rlimits(process)
         if seccomp is not None and not process.noNewPrivileges:
             # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
-            _load_seccomp(None, seccomp, msg)
+            _load_seccomp(seccomp, msg, handles.get("listener"))
             seccomp = None
         if process.capabilities is not None:
             security.drop_bounding(masks["bounding"], last_cap)
@@ -281,7 +287,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
 
             run_phase("startContainer", spec.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
         if seccomp is not None:
-            _load_seccomp(None, seccomp, msg)
+            _load_seccomp(seccomp, msg, handles.get("listener"))
         exec_process(path, process.args, process.env, opts.get("preserve_fds", 0))
     except BaseException as e:
         _fail_after_start(str(e))
@@ -359,25 +365,16 @@ def _hook_state(msg: dict, pid: int, status: str = "creating") -> dict:
     return st
 
 
-def _seccomp_from_wire(wire: dict) -> dict:
-    import base64
-
-    out = dict(wire)
-    out["bpf"] = base64.b64decode(wire["bpf"])
-    return out
-
-
-def _load_seccomp(sock, compiled, msg: dict) -> None:
+def _load_seccomp(compiled, msg: dict, listener_conn) -> None:
     from . import seccomp as sc
+    from .seccomp.notify import send_state
 
-    listener = sc.load(compiled)
-    if listener is not None:
-        seccomp_cfg = msg["spec"]["linux"]["seccomp"]
+    fd = sc.load(compiled)
+    if fd is not None:
         state = dict(msg["state"])
         state["pid"] = os.getpid()
-        sc.notify.send_listener(seccomp_cfg["listenerPath"], listener, state,
-                                seccomp_cfg.get("listenerMetadata", ""))
-        os.close(listener)
+        send_state(listener_conn, fd, state, msg["spec"]["linux"]["seccomp"].get("listenerMetadata"))
+        os.close(fd)
 
 
 if __name__ == "__main__":  # python -I -S -m ocirun.init (unused by create; handy for debugging)

@@ -7,7 +7,6 @@ caller asked us to pass on (``--preserve-fds``).
 """
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import sys
@@ -289,10 +288,7 @@ def _compile_seccomp(spec: Spec, log) -> dict | None:
         return None
     from . import seccomp
 
-    compiled = seccomp.compile_filter(spec.linux.seccomp)
+    compiled = seccomp.compile_filter(spec.linux.seccomp, cache_dir=seccomp.default_cache_dir())
     for w in compiled.warnings:
         log.warning(w)
-    wire = dict(compiled.__dict__)
-    wire["bpf"] = base64.b64encode(compiled.bpf).decode()
-    wire["warnings"] = []
-    return wire
+    return compiled.to_json()

@@ -37,30 +37,51 @@ def _parts(path: str) -> list[str]:
     return [p for p in os.path.normpath("/" + path).split("/") if p]
 
 
+MAX_SYMLINKS = 40
+
+
 def mkdirall_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
     """Create every missing directory of ``path`` inside the rootfs; return an O_PATH fd of it.
 
-    Each prefix is resolved from the rootfs fd (never from an intermediate
-    directory), so a symlink anywhere on the way is read as relative to the rootfs.
+    Symlinks on the way are followed *as if the rootfs were /* (also dangling ones,
+    whose target is then created inside the rootfs, as runc's securejoin does).
+    Every directory is reached by openat2(RESOLVE_IN_ROOT) from the rootfs fd, so
+    nothing here can step outside it.
     """
-    parts = _parts(path)
-    for i in range(len(parts)):
-        prefix = "/".join(parts[: i + 1])
+    todo = _parts(path)
+    done: list[str] = []
+    links = 0
+    while todo:
+        comp = todo.pop(0)
+        if comp == "..":
+            done = done[:-1]
+            continue
+        parent = k.openat2(rootfd, "/".join(done) or ".", O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
         try:
-            fd = k.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
-        except FileNotFoundError:
-            parent = k.openat2(rootfd, "/".join(parts[:i]) or ".", O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
             try:
-                os.mkdir(parts[i], mode, dir_fd=parent)
-            except FileExistsError:
-                pass  # a racing creator is fine; a dangling symlink fails on the re-open below
-            finally:
-                os.close(parent)
-            fd = k.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
-        if i == len(parts) - 1:
-            return fd
-        os.close(fd)
-    return k.openat2(rootfd, ".", O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
+                st = os.stat(comp, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(comp, mode, dir_fd=parent)
+                except FileExistsError:
+                    pass  # created meanwhile: looked at again on the next round
+                todo.insert(0, comp)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                target = os.readlink(comp, dir_fd=parent)
+                if target.startswith("/"):
+                    done = []
+                todo = [p for p in target.split("/") if p and p != "."] + todo
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", "/" + "/".join(done + [comp]))
+            done.append(comp)
+        finally:
+            os.close(parent)
+    return k.openat2(rootfd, "/".join(done) or ".", O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
 
 
 def create_target(rootfd: int, path: str, is_dir: bool, mode: int = 0o755) -> int:

@@ -243,16 +243,20 @@ def setrlimit(resource: int, soft: int, hard: int) -> None:
 
 # --- signals ---------------------------------------------------------------------------------
 def reset_signals() -> None:
-    """Restore every signal to SIG_DFL and clear the mask (Python ignores SIGPIPE, etc.)."""
+    """Restore every signal to SIG_DFL and clear the mask.
+
+    Python ignores SIGPIPE and SIGXFSZ, and a caller may have ignored anything
+    (ignored dispositions survive execve).  glibc refuses to touch its reserved
+    signals 32 and 33, so every disposition is reset with the raw rt_sigaction.
+    """
     import signal
 
+    dfl = (ctypes.c_ulong * 4)()  # kernel sigaction: handler=SIG_DFL(0), flags, restorer, mask: all zero
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError, RuntimeError):
-            pass
+        libc.syscall(ctypes.c_long(_nr("rt_sigaction")), ctypes.c_int(sig), ctypes.byref(dfl), None,
+                     ctypes.c_size_t(8))
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 

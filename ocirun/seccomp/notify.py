@@ -37,23 +37,41 @@ def process_state(state: dict, metadata: str | None = None, pid: int | None = No
     return msg
 
 
-def send_listener(listener_path: str, fd: int, state: dict, metadata: str | None = None, *,
-                  pid: int | None = None, timeout: float = CONNECT_TIMEOUT) -> None:
-    """Send the container process state with the listener ``fd`` to the agent at ``listener_path``.
+def connect_listener(listener_path: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+    """Connect to the agent.  The init stage does this early, while the host path is reachable."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(listener_path)
+    except OSError as e:
+        sock.close()
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise SeccompError(f"linux.seccomp.listenerPath {listener_path}: connect: {reason}") from None
+    return sock
 
-    ``fd`` stays open in the caller (the kernel duplicates it into the agent).
-    """
+
+def send_state(sock: socket.socket, fd: int, state: dict, metadata: str | None = None, *,
+               pid: int | None = None, where: str = "listenerPath") -> None:
+    """Send one container process state with the listener ``fd`` (SCM_RIGHTS on the first sendmsg),
+    then close the connection, as config-linux.md requires."""
     payload = json.dumps(process_state(state, metadata, pid), separators=(",", ":")).encode()
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-            sock.settimeout(timeout)
-            sock.connect(listener_path)
+        with sock:
             sent = socket.send_fds(sock, [payload], [fd])
             if sent < len(payload):
                 sock.sendall(payload[sent:])
     except OSError as e:
-        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        raise SeccompError(f"linux.seccomp.listenerPath {listener_path}: sending the seccomp fd: {reason}") from None
+        raise SeccompError(f"linux.seccomp.{where}: sending the seccomp fd: {e.strerror or e}") from None
+
+
+def send_listener(listener_path: str, fd: int, state: dict, metadata: str | None = None, *,
+                  pid: int | None = None, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Connect to the agent at ``listener_path`` and send it the state with the listener ``fd``.
+
+    ``fd`` stays open in the caller (the kernel duplicates it into the agent).
+    """
+    send_state(connect_listener(listener_path, timeout), fd, state, metadata, pid=pid,
+               where=f"listenerPath {listener_path}")
 
 
 def receive_state(conn: socket.socket, max_size: int = MAX_STATE) -> tuple[dict, dict[str, int]]:
