@@ -45,6 +45,11 @@ COMMANDS = {
     "spec": {"bundle": (("bundle", "b"), True), "rootless": (("rootless",), False)},
     "features": {},
 }
+#: Commands that live in their own modules: name → (flags, "module:function").  The function is
+#: called as ``fn(runtime, args, flags, global_flags)`` and returns the exit code; its module is
+#: imported only when the command runs.
+MODULE_COMMANDS: dict[str, tuple[dict, str]] = {}
+
 USAGE = """usage: ocirun [global options] command [command options] [arguments...]
 
 ocirun is an OCI runtime-spec compliant container runtime (runc-compatible CLI).
@@ -130,9 +135,13 @@ def run_cli(argv: list[str]) -> int:
             sys.stdout.write(USAGE)
             return 0 if g.get("help") else 1
         cmd = argv[i]
-        if cmd not in COMMANDS:
+        if cmd in COMMANDS:
+            table, stop = COMMANDS[cmd], False
+        elif cmd in MODULE_COMMANDS:
+            table, stop = MODULE_COMMANDS[cmd][0], cmd == "exec"  # exec: flags end at the container id
+        else:
             raise Usage(f"no such command: {cmd}")
-        flags, args = parse_flags(argv[i + 1:], COMMANDS[cmd])
+        flags, args = parse_flags(argv[i + 1:], table, stop_at_positional=stop)
         from .log import Logger
 
         fmt = g.get("log-format", "text")
@@ -197,6 +206,11 @@ def dispatch(cmd: str, flags: dict, args: list[str], g: dict, log) -> int:
     from .container import Runtime
 
     rt = Runtime(root, log)
+    if cmd in MODULE_COMMANDS:
+        import importlib
+
+        module, func = MODULE_COMMANDS[cmd][1].split(":")
+        return getattr(importlib.import_module(module, __package__), func)(rt, args, flags, g)
     if cmd in ("create", "run"):
         _need(args, 1, f"{cmd} [command options] <container-id>")
         return cmd_create(rt, cmd, args[0], flags, g)
