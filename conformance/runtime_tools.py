@@ -253,7 +253,7 @@ def _point_detail(p: TapPoint, stderr: str = "") -> str:
     return f"{head}; {extra}" if extra else head
 
 
-_GENERIC_STDERR = re.compile(r"^(exit status \d+|failed to create the container|signal: .*)$")
+_GENERIC_STDERR = re.compile(r"^(exit status \d+|failed to \w+ the container|signal: .*)$")
 
 
 def stderr_reason(stderr: str) -> str:

@@ -69,6 +69,10 @@ class Runtime:
             _remove_file(sd.start_socket)
             st.status = RUNNING
             if err is not None:
+                # A startContainer hook (or the switch to the container's user) failed:
+                # "stop the container, and continue the lifecycle at step 12".
+                self._kill_and_wait(st)
+                self._destroy(sd, st, _saved_hooks(st))
                 raise OciError(err)
             self._poststart(sd, st)
             return st
@@ -105,7 +109,7 @@ class Runtime:
     # -- kill -------------------------------------------------------------------------------------
     def kill(self, cid: str, sig: int, all_procs: bool = False) -> None:
         sd, st = self.load(cid)
-        if st.status not in (CREATED, RUNNING, PAUSED):
+        if st.status not in (CREATED, RUNNING, PAUSED) or st.pid <= 0:
             raise NotRunning()
         if all_procs and st.cgroup:
             from .cgroups import Manager
@@ -150,6 +154,8 @@ class Runtime:
                 mgr.kill_all(signal.SIGKILL)
             except OciError:
                 pass
+        if st.pid <= 0:
+            return
         try:
             os.kill(st.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -56,8 +56,10 @@ def _report(sock, e: BaseException) -> None:
     text = str(e) or type(e).__name__
     if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
         text = f"{text}: {e.filename}"
+    from .errors import HookError
+
     try:
-        sync.send(sock, sync.ERROR, msg=text)
+        sync.send(sock, sync.ERROR, msg=text, hook=isinstance(e, HookError))
     except OSError:
         print(f"ocirun init: {text}", file=sys.stderr)
 
@@ -152,9 +154,11 @@ def _preimport(spec) -> None:
         from . import terminal  # noqa: F401
     if spec.linux.seccomp:
         from . import seccomp  # noqa: F401
-        from .seccomp import notify  # noqa: F401
-    if spec.linux.personality:
-        from . import plan  # noqa: F401
+        from .kernel import seccomp as _kseccomp  # noqa: F401
+        from .seccomp import model, notify  # noqa: F401
+    if spec.linux.personality or spec.process.scheduler or spec.process.ioPriority \
+            or spec.process.execCPUAffinity:
+        from . import plan, sched  # noqa: F401
 
 
 def _write_time_offsets(offsets: dict) -> None:
@@ -182,20 +186,24 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         k.set_link_up("lo")
 
     # fds handed over: the console socket (for a terminal) comes by SCM_RIGHTS.
-    console_sock = fds[1] if opts.get("console_socket") and len(fds) > 1 else None
+    fd_index = opts["fd_index"]
+    console_sock = fds[fd_index["console"]] if "console" in fd_index else None
 
     # [4] The filesystem, reached through the rootfs fd stage 1 opened.
     import socket
 
-    start_sock = socket.socket(fileno=fds[0])
+    start_sock = socket.socket(fileno=fds[fd_index["start"]])
     rootfd = rootfs.prepare_root(handles["root"], linux.rootfsPropagation)
     os.close(handles["root"])
     dev_is_bind = False
-    for m in spec.mounts:
+    for i, m in enumerate(spec.mounts):
         op = mount_op(m, msg["bundle"])
         if op.destination == "/dev" and op.bind:
             dev_is_bind = True
-        rootfs.do_mount(rootfd, op, userns)
+        if op.bind and (op.idmap or op.uid_mappings):
+            _idmapped_bind(rootfd, op, fds[fd_index[f"idmap{i}"]] if op.uid_mappings else None)
+        else:
+            rootfs.do_mount(rootfd, op, userns)
     rootfs.mount_dev_defaults(rootfd, userns, dev_is_bind)
     for d in linux.devices:
         rootfs.create_device(rootfd, d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid, userns)
@@ -282,6 +290,10 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
             security.apply_caps(masks, last_cap)
         if process.noNewPrivileges:
             security.no_new_privs()
+        if process.scheduler or process.ioPriority or process.execCPUAffinity:
+            from .sched import apply_process_scheduling
+
+            apply_process_scheduling(process)
         if spec.hooks.startContainer:
             from .hooks import run_phase
 
@@ -342,6 +354,21 @@ def exec_process(path: str, args: list[str], env: list[str], preserve_fds: int) 
             pass
     k.reset_signals()
     os.execve(path, args, envp)
+
+
+def _idmapped_bind(rootfd: int, op, userns_fd: int | None) -> None:
+    """A bind mount with the mount's own mapping (a user namespace fd the parent made), or the
+    container's user namespace mapping."""
+    from . import rootfs
+
+    try:
+        fd = userns_fd if userns_fd is not None else os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            rootfs.bind_mount(rootfd, op, userns_fd=fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"idmapped mount {op.source} to {op.destination}: {e.strerror or e}") from None
 
 
 def _write_proc(path: str, value: str) -> None:

@@ -71,11 +71,22 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
     cgroup = None
     try:
         cgroup = _setup_cgroup(spec, sd.id, s1, opts, st)
-        fds = [start_sock.fileno()] + ([console_fd] if console_fd is not None else [])
+        # fds travel with CONFIG; ``fd_index`` names each one's position in the message.
+        fds = [start_sock.fileno()]
+        fd_index = {"start": 0}
+        if console_fd is not None:
+            fd_index["console"] = len(fds)
+            fds.append(console_fd)
+        idmap_fds = _idmap_userns_fds(spec)
+        for i, fd in idmap_fds.items():
+            fd_index[f"idmap{i}"] = len(fds)
+            fds.append(fd)
         sync.send(sock, sync.CONFIG, fds=fds, spec=spec.raw, bundle=opts.bundle,
                   state=st.hook_state(), seccomp=seccomp_wire,
                   options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
-                           "console_socket": console_fd is not None, "setgroups": True})
+                           "fd_index": fd_index, "setgroups": True})
+        for fd in idmap_fds.values():
+            os.close(fd)
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
@@ -83,7 +94,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
             msg, _ = sync.recv(sock)
             kind = msg["type"]
             if kind == sync.ERROR:
-                raise InitError(msg["msg"])
+                raise (HookError if msg.get("hook") else InitError)(msg["msg"])
             if kind == sync.WARNING:
                 log.warning(msg["msg"])
             elif kind == sync.USERNS_READY:
@@ -239,6 +250,23 @@ def _connect_console(path: str) -> int:
         s.close()
         raise OciError(f"connect to console socket {path}: {e.strerror}") from None
     return s.detach()
+
+
+def _idmap_userns_fds(spec: Spec) -> dict[int, int]:
+    """User namespaces carrying each idmapped mount's own mapping, made here in the runtime's
+    namespaces (the init stage may be in a new pid namespace, where /proc/<child> is not its child)."""
+    out = {}
+    for i, m in enumerate(spec.mounts):
+        if m.uidMappings:
+            from .idmap import userns_fd
+
+            try:
+                out[i] = userns_fd(m.uidMappings, m.gidMappings)
+            except OSError as e:
+                for fd in out.values():
+                    os.close(fd)
+                raise OciError(f"mounts[{i}]: {e.strerror or e}") from None
+    return out
 
 
 def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState):

@@ -157,7 +157,7 @@ def read_start_time(pid: int, proc: str = "/proc") -> int | None:
 
 def refresh(sd: StateDir, st: ContainerState, proc: str = "/proc") -> ContainerState:
     """Derive the status from the init process and the start socket (runc's refreshState uses a fifo)."""
-    if not st.pid:
+    if st.pid <= 0:  # never signal or trust pid 0/-1: kill(0) would hit the caller's process group
         st.status = CREATING
         return st
     start = read_start_time(st.pid, proc)

@@ -63,9 +63,10 @@ def _check_process(spec: Spec) -> None:
 
         if not selinux_enabled():
             _fail("process.selinuxLabel", "SELinux is not enabled on this host")
-    for name in ("scheduler", "ioPriority", "execCPUAffinity"):
-        if getattr(p, name):
-            _fail(f"process.{name}", "not supported by this version of ocirun")
+    if p.scheduler or p.ioPriority or p.execCPUAffinity:
+        from .sched import check_process_scheduling
+
+        check_process_scheduling(p)
 
 
 def _check_namespaces(spec: Spec) -> None:

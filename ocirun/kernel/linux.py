@@ -304,3 +304,29 @@ def set_link_up(name: str = "lo") -> None:
         req = struct.pack("16sH14x", name.encode(), 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP))
+
+
+# --- scheduling: sched_setattr, ioprio_set, affinity --------------------------------------------
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+                ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32),
+                ("sched_runtime", ctypes.c_uint64), ("sched_deadline", ctypes.c_uint64),
+                ("sched_period", ctypes.c_uint64)]
+
+
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0, runtime: int = 0,
+                  deadline: int = 0, period: int = 0, pid: int = 0) -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("sched_setattr")), ctypes.c_int(pid), ctypes.byref(attr),
+                       ctypes.c_uint(0))
+    check(ret, "sched_setattr")
+
+
+def ioprio_set(ioprio_class: int, level: int, pid: int = 0) -> None:
+    IOPRIO_WHO_PROCESS = 1
+    value = (ioprio_class << 13) | level
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("ioprio_set")), ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid),
+                       ctypes.c_int(value))
+    check(ret, "ioprio_set")
