@@ -220,10 +220,10 @@ def dispatch(cmd: str, flags: dict, args: list[str], g: dict, log) -> int:
         rt.start(cid)
         return 0
     if cmd == "state":
-        import json
+        from .fastjson import dumps
 
         st = rt.state(cid)
-        sys.stdout.write(json.dumps(st.to_oci(), indent=2) + "\n")
+        sys.stdout.write(dumps(st.to_oci(), indent=2) + "\n")
         return 0
     if cmd == "kill":
         from .signals import parse_signal
@@ -287,9 +287,9 @@ def cmd_list(root: str, flags: dict) -> int:
             print(st.id)
         return 0
     if fmt == "json":
-        import json
+        from .fastjson import dumps
 
-        sys.stdout.write(json.dumps([st.to_oci() for st in states]) + "\n")
+        sys.stdout.write(dumps([st.to_oci() for st in states]) + "\n")
         return 0
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
     rows += [(st.id, str(st.to_oci()["pid"]), st.status, st.bundle, st.created, st.owner or "root")

@@ -7,7 +7,6 @@ typed here, so a typo in the spec cannot silently become a no-op.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -263,8 +262,10 @@ def read_json(path: str, what: str) -> dict:
         raise ConfigError(f"{what} {path}: no such file or directory") from None
     except OSError as e:
         raise ConfigError(f"{what} {path}: {e.strerror}") from None
+    from .fastjson import loads
+
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError as e:
         raise ConfigError(f"{what} {path}: invalid JSON: {e}") from None
     if not isinstance(data, dict):

@@ -7,9 +7,9 @@ status, with runc's wording.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
+from .signals import SIGKILL
 from .errors import ContainerExists, InvalidState, NotRunning, OciError
 from .state import (CREATED, PAUSED, RUNNING, STOPPED, ContainerState, StateDir, list_ids, read_start_time,
                     refresh)
@@ -151,13 +151,13 @@ class Runtime:
                 mgr = Manager.from_state(st.cgroup)
                 if mgr.is_frozen():
                     mgr.thaw()
-                mgr.kill_all(signal.SIGKILL)
+                mgr.kill_all(SIGKILL)
             except OciError:
                 pass
         if st.pid <= 0:
             return
         try:
-            os.kill(st.pid, signal.SIGKILL)
+            os.kill(st.pid, SIGKILL)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 10
@@ -190,10 +190,23 @@ class Runtime:
 
 
 def _saved_hooks(st: ContainerState):
-    """The hooks as they were at create time (config.json may have changed since, runtime.md step 2)."""
+    """The hooks as they were at create time (config.json may have changed since, runtime.md step 2).
+
+    config (and its dataclasses) is imported only when there are hooks to run.
+    """
+    if not any(st.hooks.get(p) for p in ("poststart", "poststop")):
+        return _NO_HOOKS
     from .config import Hooks
 
     return Hooks.parse(st.hooks)
+
+
+class _NoHooks:
+    poststart: list = []
+    poststop: list = []
+
+
+_NO_HOOKS = _NoHooks()
 
 
 def _connect_and_wait(sd: StateDir, st: ContainerState) -> str | None:
@@ -202,12 +215,11 @@ def _connect_and_wait(sd: StateDir, st: ContainerState) -> str | None:
     The init answers "0" once woken, then either execs (its end is close-on-exec:
     EOF) or sends "E<message>" if a startContainer hook or the privilege switch failed.
     """
-    import socket
+    # _socket, not socket: the socket module imports enum, which costs more than this whole call.
+    import _socket
 
-    from .pathsafe import O_PATH
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dirfd = os.open(sd.path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    dirfd = os.open(sd.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         s.connect(f"/proc/self/fd/{dirfd}/{os.path.basename(sd.start_socket)}")
     except OSError as e:
@@ -221,7 +233,7 @@ def _connect_and_wait(sd: StateDir, st: ContainerState) -> str | None:
         while True:
             try:
                 chunk = s.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 if read_start_time(st.pid) != st.pid_start:
                     break
                 continue
@@ -245,6 +257,18 @@ def _remove_file(path: str) -> None:
 
 
 def _remove_dir(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a container's state dir (flat: state.json, lock, exec.sock) without importing shutil."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            _remove_dir(full)
+        else:
+            _remove_file(full)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

@@ -35,9 +35,9 @@ class Logger:
     def format(self, level: str, msg: str) -> str:
         now = _timestamp()
         if self.fmt == "json":
-            import json
+            from .fastjson import dumps
 
-            return json.dumps({"level": _level_word(level), "msg": msg, "time": now}) + "\n"
+            return dumps({"level": _level_word(level), "msg": msg, "time": now}) + "\n"
         return f'time="{now}" level={_level_word(level)} msg="{_escape(msg)}"\n'
 
     def debug(self, msg: str) -> None:

@@ -1,38 +1,44 @@
-"""Signal names and numbers as `kill` accepts them: KILL, SIGKILL, 9, sigkill."""
+"""Signal names and numbers as `kill` accepts them: KILL, SIGKILL, 9, sigkill, RTMIN+3.
+
+A static Linux table instead of the signal module: ``import signal`` pulls in
+enum, which costs more than the whole `kill` command should.
+"""
 from __future__ import annotations
 
-import signal
-
 from .errors import UsageError
+
+SIGKILL = 9
+SIGTERM = 15
+
+#: Linux numbering (the same on x86_64 and aarch64).
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16,
+    "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24,
+    "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
+}
+SIGRTMIN = 34  # glibc reserves 32 and 33
+SIGRTMAX = 64
 
 
 def parse_signal(text: str) -> int:
     if text.isdigit():
         num = int(text)
-        if 0 < num < signal.NSIG:
+        if 0 < num <= SIGRTMAX:
             return num
         raise UsageError(f"unknown signal {text!r}")
     name = text.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
-    if sig is None:
-        rt = _realtime(name)
-        if rt is not None:
-            return rt
-        raise UsageError(f"unknown signal {text!r}")
-    return int(sig)
-
-
-def _realtime(name: str) -> int | None:
-    """SIGRTMIN+n / SIGRTMAX-n."""
-    for base, attr, sign in (("SIGRTMIN", "SIGRTMIN", 1), ("SIGRTMAX", "SIGRTMAX", -1)):
+    if name.startswith("SIG"):
+        name = name[3:]
+    if name in SIGNALS:
+        return SIGNALS[name]
+    for base, value, sign in (("RTMIN", SIGRTMIN, 1), ("RTMAX", SIGRTMAX, -1)):
         if name == base:
-            return int(getattr(signal, attr))
-        if name.startswith(base) and name[len(base)] in "+-":
-            try:
-                off = int(name[len(base) + 1:])
-            except ValueError:
-                return None
-            return int(getattr(signal, attr)) + sign * off
-    return None
+            return value
+        if name.startswith(base) and name[len(base):len(base) + 1] in ("+", "-"):
+            off = name[len(base) + 1:]
+            if off.isdigit():
+                num = value + sign * int(off) if name[len(base)] == ("+" if sign > 0 else "-") else -1
+                if SIGRTMIN <= num <= SIGRTMAX:
+                    return num
+    raise UsageError(f"unknown signal {text!r}")

@@ -8,9 +8,9 @@ exec.sock?), so a reused pid or a crashed runtime cannot lie to the caller.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-from dataclasses import asdict, dataclass, field
+
+from . import fastjson
 
 from .errors import ContainerNotFound, InvalidIdError
 
@@ -37,27 +37,39 @@ def check_id(cid: str) -> str:
     return cid
 
 
-@dataclass
 class ContainerState:
-    """What `create` records; ``status`` is filled in by :func:`refresh`."""
+    """What `create` records; ``status`` is filled in by :func:`refresh`.
 
-    id: str
-    bundle: str
-    rootfs: str
-    pid: int = 0
-    pid_start: int = 0  # start time (clock ticks since boot) of the init, to detect pid reuse
-    created: str = ""
-    owner: str = ""
-    annotations: dict = field(default_factory=dict)
-    config_hash: str = ""
-    cgroup: dict = field(default_factory=dict)  # ocirun.cgroups Manager.to_state()
-    namespaces: dict = field(default_factory=dict)  # type -> path joined or "" when new
-    hooks: dict = field(default_factory=dict)  # config.json's hooks as they were at create time
-    rootless: bool = False
-    systemd_cgroup: bool = False
-    started: bool = False
-    ociVersion: str = ""
-    status: str = CREATING  # derived, written for humans and for hooks
+    A plain class rather than a dataclass: `state`, `kill` and `delete` load it,
+    and importing dataclasses costs more than the whole rest of those commands.
+    """
+
+    #: field → default (a callable makes a fresh value)
+    FIELDS = {
+        "id": "", "bundle": "", "rootfs": "",
+        "pid": 0,
+        "pid_start": 0,  # start time (clock ticks since boot) of the init, to detect pid reuse
+        "created": "", "owner": "",
+        "annotations": dict,
+        "config_hash": "",
+        "cgroup": dict,  # ocirun.cgroups Manager.to_state()
+        "namespaces": dict,  # type -> path joined, or "" when new
+        "hooks": dict,  # config.json's hooks as they were at create time
+        "rootless": False, "systemd_cgroup": False, "started": False,
+        "ociVersion": "",
+        "status": "creating",  # derived, written for humans and for hooks
+    }
+    __slots__ = tuple(FIELDS)
+
+    def __init__(self, **values):
+        for name, default in self.FIELDS.items():
+            value = values.pop(name, default)
+            setattr(self, name, value() if callable(value) and value is default else value)
+        if values:
+            raise TypeError(f"unknown state fields: {', '.join(values)}")
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.FIELDS}
 
     def to_oci(self) -> dict:
         """The state object of runtime.md, with runc's extra fields (as `runc state` prints)."""
@@ -119,14 +131,14 @@ class StateDir:
     def load(self) -> ContainerState:
         try:
             with open(self.state_file, "rb") as f:
-                raw = json.loads(f.read())
+                raw = fastjson.loads(f.read())
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
-        known = ContainerState.__dataclass_fields__
+        known = ContainerState.FIELDS
         return ContainerState(**{k: v for k, v in raw.items() if k in known})
 
     def save(self, st: ContainerState) -> None:
-        write_atomic(self.state_file, json.dumps(asdict(st)).encode(), 0o600)
+        write_atomic(self.state_file, fastjson.dumps(st.to_dict()).encode(), 0o600)
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

@@ -1,0 +1,4 @@
+"""`python -m ocirun ...` is the same CLI as the `ocirun` command."""
+from .cli import main
+
+main()
