@@ -48,7 +48,31 @@ COMMANDS = {
 #: Commands that live in their own modules: name → (flags, "module:function").  The function is
 #: called as ``fn(runtime, args, flags, global_flags)`` and returns the exit code; its module is
 #: imported only when the command runs.
-MODULE_COMMANDS: dict[str, tuple[dict, str]] = {}
+MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
+    "update": ({
+        "resources": (("resources", "r"), True),
+        "blkio-weight": (("blkio-weight",), True),
+        "cpu-period": (("cpu-period",), True),
+        "cpu-quota": (("cpu-quota",), True),
+        "cpu-share": (("cpu-share", "cpu-shares"), True),
+        "cpu-rt-period": (("cpu-rt-period",), True),
+        "cpu-rt-runtime": (("cpu-rt-runtime",), True),
+        "cpuset-cpus": (("cpuset-cpus",), True),
+        "cpuset-mems": (("cpuset-mems",), True),
+        "kernel-memory": (("kernel-memory",), True),
+        "kernel-memory-tcp": (("kernel-memory-tcp",), True),
+        "memory": (("memory",), True),
+        "memory-reservation": (("memory-reservation",), True),
+        "memory-swap": (("memory-swap",), True),
+        "pids-limit": (("pids-limit",), True),
+        "l3-cache-schema": (("l3-cache-schema",), True),
+        "mem-bw-schema": (("mem-bw-schema",), True),
+    }, ".cgroup_commands:update"),
+    "pause": ({}, ".cgroup_commands:pause"),
+    "resume": ({}, ".cgroup_commands:resume"),
+    "ps": ({"format": (("format", "f"), True)}, ".cgroup_commands:ps"),
+    "events": ({"interval": (("interval",), True), "stats": (("stats",), False)}, ".cgroup_commands:events"),
+}
 
 USAGE = """usage: ocirun [global options] command [command options] [arguments...]
 

@@ -29,11 +29,39 @@ def setup_console(console_sock: int | None, size: dict | None) -> None:
             sock.close()
     finally:
         os.close(master)
+    bind_console(slave)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     if slave > 2:
         os.close(slave)
+
+
+def bind_console(slave: int) -> None:
+    """Bind the pty slave onto /dev/console (config-linux "Default Devices").
+
+    The target is created with O_CREAT|O_EXCL|O_NOFOLLOW or, if the image has one, opened
+    with O_NOFOLLOW and checked to be a plain file or a char device: a symlink planted at
+    /dev/console is refused, never followed (CVE-2025-52565 class).  The mount goes through
+    the fds, so what we checked is what gets covered.
+    """
+    import stat
+
+    from .kernel import linux as k
+
+    try:
+        fd = os.open("/dev/console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    target = os.open("/dev/console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(target).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise OSError(1, "/dev/console is not a regular file or a device: refusing to bind the console on it")
+        k.mount(f"/proc/self/fd/{slave}", f"/proc/self/fd/{target}", None, k.MS_BIND)
+    finally:
+        os.close(target)
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:

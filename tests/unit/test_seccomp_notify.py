@@ -81,6 +81,6 @@ def test_no_agent_is_an_error(tmp_path):
     with pytest.raises(SeccompError) as ei:
         send_listener(str(tmp_path / "nobody.sock"), w, STATE)
     assert str(ei.value) == (f"linux.seccomp.listenerPath {tmp_path}/nobody.sock: "
-                             "sending the seccomp fd: No such file or directory")
+                             "connect: No such file or directory")
     os.close(r)
     os.close(w)
