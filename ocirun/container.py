@@ -120,6 +120,17 @@ class Runtime:
             os.kill(st.pid, sig)
         except ProcessLookupError:
             raise NotRunning() from None
+        if sig == SIGKILL and st.status in (PAUSED, CREATED) and st.cgroup:
+            # A frozen task acts on SIGKILL only once thawed (cgroup v1); runc thaws for SIGKILL only.
+            # CREATED too: refresh() reports a paused created container as "created".
+            from .cgroups import Manager
+
+            try:
+                mgr = Manager.from_state(st.cgroup)
+                if mgr.is_frozen():
+                    mgr.thaw()
+            except OciError:
+                pass
 
     # -- delete -----------------------------------------------------------------------------------
     def delete(self, cid: str, force: bool = False) -> None:

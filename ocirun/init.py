@@ -228,6 +228,13 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         from .plan import PROPAGATION_ROOTFS
 
         k.mount(None, "/", None, PROPAGATION_ROOTFS[linux.rootfsPropagation])
+    if not opts.get("no_new_keyring"):
+        # runc's default: a fresh session keyring named after the container (--no-new-keyring keeps ours)
+        try:
+            k.join_session_keyring(f"_ses.{msg['state']['id']}")
+        except OSError as e:
+            if e.errno != 38:  # ENOSYS: kernels without keyrings
+                raise
     if spec.hostname is not None and linux.namespace("uts") is not None:
         k.sethostname(spec.hostname)
     if spec.domainname is not None:

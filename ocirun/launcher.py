@@ -84,6 +84,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         sync.send(sock, sync.CONFIG, fds=fds, spec=spec.raw, bundle=opts.bundle,
                   state=st.hook_state(), seccomp=seccomp_wire,
                   options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
+                           "no_new_keyring": opts.no_new_keyring,
                            "fd_index": fd_index, "setgroups": True})
         for fd in idmap_fds.values():
             os.close(fd)

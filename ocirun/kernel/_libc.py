@@ -23,7 +23,7 @@ _SYSCALLS = {
         "pidfd_send_signal": 424, "sched_setattr": 314, "ioprio_set": 251,
         "set_mempolicy": 238, "capget": 125, "capset": 126, "bpf": 321,
         "personality": 135, "close_range": 436, "execveat": 322,
-        "memfd_create": 319, "kcmp": 312, "rt_sigaction": 13,
+        "memfd_create": 319, "kcmp": 312, "rt_sigaction": 13, "keyctl": 250,
     },
     "aarch64": {
         "pivot_root": 41, "setns": 268, "unshare": 97, "seccomp": 277,
@@ -33,7 +33,7 @@ _SYSCALLS = {
         "pidfd_send_signal": 424, "sched_setattr": 274, "ioprio_set": 30,
         "set_mempolicy": 237, "capget": 90, "capset": 91, "bpf": 280,
         "personality": 92, "close_range": 436, "execveat": 281,
-        "memfd_create": 279, "kcmp": 272, "rt_sigaction": 134,
+        "memfd_create": 279, "kcmp": 272, "rt_sigaction": 134, "keyctl": 219,
     },
 }
 

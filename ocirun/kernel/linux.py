@@ -330,3 +330,15 @@ def ioprio_set(ioprio_class: int, level: int, pid: int = 0) -> None:
     ret = libc.syscall(ctypes.c_long(_nr("ioprio_set")), ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid),
                        ctypes.c_int(value))
     check(ret, "ioprio_set")
+
+
+# --- keyrings ------------------------------------------------------------------------------------
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: str | None = None) -> int:
+    """Give the process a new session keyring, so the container does not share the caller's."""
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("keyctl")), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING),
+                       ctypes.c_char_p(name.encode() if name else None))
+    return check(ret, "keyctl(JOIN_SESSION_KEYRING)")

@@ -68,3 +68,28 @@ def test_oom_score_adj(oci):
 def test_personality(oci):
     proc = oci.sh("uname -m", spec_edit=lambda s: s["linux"].update(personality={"domain": "LINUX32"}))
     assert proc.stdout.strip() in ("i686", "armv8l", "armv7l"), proc.stdout + proc.stderr
+
+
+def test_new_session_keyring_unless_no_new_keyring(oci):
+    spec = oci.config(args=("sh", "-c", "grep -c ' _ses.c[23]: ' /proc/keys || true"))
+    spec["linux"]["maskedPaths"] = []  # /proc/keys is masked by default
+    oci.write(spec)
+    plain = oci("run", "-b", oci.bundle, "c2")
+    kept = oci("run", "--no-new-keyring", "-b", oci.bundle, "c3")
+    assert plain.stdout.strip() == "1", plain.stderr  # runc's default: a keyring of its own
+    assert kept.stdout.strip() == "0", kept.stderr
+
+
+def test_features_is_valid_against_our_schema():
+    import json
+    import subprocess
+
+    from ocirun import schema
+
+    from .conftest import OCIRUN
+
+    out = subprocess.run([OCIRUN, "features"], capture_output=True, text=True, check=True).stdout
+    feats = json.loads(out)
+    assert schema.validate(feats, "features") == []
+    assert "time" in feats["linux"]["namespaces"] and "ridmap" in feats["mountOptions"]
+    assert feats["linux"]["seccomp"]["enabled"] is True

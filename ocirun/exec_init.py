@@ -1,0 +1,226 @@
+"""The exec stage: what happens between `ocirun exec` and the execve of the new process.
+
+`exec` re-execs the interpreter (``python -I -S``, see :func:`ocirun.launcher.spawn_init`)
+with ``_OCIRUN_INITMODE=exec``; :func:`ocirun.init.main` resets signals, makes us
+non-dumpable, receives CONFIG and hands over to :func:`exec_stage`.  The sync
+points match the diagram in :mod:`ocirun.exec`.
+
+    exec stage (a child of `exec`)           the process (forked; in the container's pid ns)
+    ─────────────────────────────            ───────────────────────────────────────────────
+    [1] receive CONFIG (namespace fds)       [3] wait for CGROUP_DONE (rlimits, cgroup set)
+        setns: user first, mount last            become the container's root user, setsid,
+        (our root and cwd are now the            console, HOME, preflight (cwd, program),
+        container's: no host path is left)       rlimits/oom by the parent, caps, NNP,
+    [2] fork, report PID, exit                   apparmor, seccomp
+                                             [4] READY, close-on-exec every fd, execve
+
+Everything the later steps import is imported before the first setns: after
+joining the mount namespace the host's library directory is out of reach.
+"""
+from __future__ import annotations
+
+import os
+
+from . import sync
+from .kernel import linux as k
+
+#: /proc/<pid>/ns/<name> → clone flag.  The parent sends them in join order.
+NS_FLAGS = {
+    "user": k.CLONE_NEWUSER, "ipc": k.CLONE_NEWIPC, "uts": k.CLONE_NEWUTS, "net": k.CLONE_NEWNET,
+    "pid": k.CLONE_NEWPID, "cgroup": k.CLONE_NEWCGROUP, "time": k.CLONE_NEWTIME, "mnt": k.CLONE_NEWNS,
+}
+JOIN_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt")
+
+BREAKOUT = ("current working directory is outside of container mount namespace root -- "
+            "possible container breakout detected")
+
+
+def exec_stage(sock, msg: dict, fds: list[int]) -> None:
+    """Join the container, fork into its pid namespace; the child becomes the process.  Never returns."""
+    from .config import Process
+
+    process = Process.parse(msg["process"])
+    opts = msg["options"]
+    index = opts["fd_index"]
+    _preimport(process, msg)
+    from . import security
+
+    # Host-side facts, read while /proc is still ours.
+    last_cap = k.cap_last_cap()
+    masks, skipped = security.cap_sets(process, last_cap)
+    for name in skipped:
+        sync.send(sock, sync.WARNING, msg=f"capability {name} cannot be granted on this kernel: skipped")
+    seccomp = listener = None
+    if msg.get("seccomp"):
+        from .seccomp import CompiledFilter
+
+        seccomp = CompiledFilter.from_json(msg["seccomp"])
+        if opts.get("listener_path"):
+            from .seccomp.notify import connect_listener
+
+            listener = connect_listener(opts["listener_path"])
+    console = fds[index["console"]] if "console" in index else None
+
+    # [1] Join: user first (it owns the others), mount last (it takes our root and cwd with it).
+    joined_user = False
+    for name, i in opts["namespaces"]:
+        try:
+            k.setns(fds[i], NS_FLAGS[name])
+        except OSError as e:
+            raise OSError(e.errno, f"join the container's {name} namespace: {e.strerror}") from None
+        os.close(fds[i])
+        joined_user = joined_user or name == "user"
+
+    # [2] setns(pid) applies to children only: fork, so that the process is in the container's pid ns.
+    pid = os.fork()
+    if pid:
+        sync.send(sock, sync.PID, pid=pid)
+        os._exit(0)
+    try:
+        _process(sock, process, opts, masks, last_cap, seccomp, listener, console, joined_user, msg)
+    except BaseException as e:
+        from .init import _report
+
+        _report(sock, e)
+        os._exit(1)
+    os._exit(1)  # not reached
+
+
+def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, joined_user, msg) -> None:
+    from . import security
+    from .init import exec_process
+
+    # [3] The parent sets our rlimits and oom_score_adj (it still has the host's privileges) and,
+    # for a paused container, moves us into the cgroup now.
+    done, _ = sync.recv(sock, sync.CGROUP_DONE)
+    if done["type"] != sync.CGROUP_DONE:
+        os._exit(1)  # the parent gave up (it reports the error itself)
+    opts["host_pid"] = done.get("pid")
+    if joined_user:
+        # Become the namespace's root: the ids we came with may be unmapped here.
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    os.setsid()
+    if process.terminal:
+        from .terminal import setup_console
+
+        # /dev/ptmx is the container's (we are in its mount namespace): the slave lives in its devpts.
+        setup_console(console, process.consoleSize)
+    elif console is not None:
+        os.close(console)
+    env = _with_home(process)
+    setgroups = opts.get("setgroups", True)
+    path = security.preflight(process, setgroups)
+
+    if seccomp is not None and not process.noNewPrivileges:
+        _load_seccomp(seccomp, listener, msg)  # without NNP the filter needs CAP_SYS_ADMIN: load it now
+        seccomp = None
+    if process.capabilities is not None:
+        security.drop_bounding(masks["bounding"], last_cap)
+    security.set_user(process, setgroups_allowed=setgroups)
+    _chdir(process.cwd)
+    if process.capabilities is not None:
+        security.apply_caps(masks, last_cap)
+    if process.noNewPrivileges:
+        security.no_new_privs()
+    if process.scheduler or process.ioPriority or process.execCPUAffinity:
+        from .sched import apply_process_scheduling
+
+        apply_process_scheduling(process)
+    if process.apparmorProfile:
+        _apparmor_exec(process.apparmorProfile)
+    if seccomp is not None:
+        _load_seccomp(seccomp, listener, msg)
+
+    # [4] READY, then execve: the sync socket is close-on-exec, so the parent's next read is EOF.
+    sync.send(sock, sync.READY)
+    try:
+        exec_process(path, process.args, env, opts.get("preserve_fds", 0))
+    except OSError as e:
+        raise OSError(e.errno, f'exec: "{process.args[0]}": {(e.strerror or str(e)).lower()}') from None
+
+
+def _preimport(process, msg: dict) -> None:
+    import errno, fcntl, stat, struct, termios, array, socket, json  # noqa: F401,E401
+
+    from . import init, pathsafe, security  # noqa: F401
+    from .security import ExecError  # noqa: F401
+    if process.terminal:
+        from . import terminal  # noqa: F401
+    if msg.get("seccomp"):
+        from . import seccomp  # noqa: F401
+        from .kernel import seccomp as _kseccomp  # noqa: F401
+        from .seccomp import model, notify  # noqa: F401
+    if process.scheduler or process.ioPriority or process.execCPUAffinity:
+        from . import plan, sched  # noqa: F401
+
+
+def _chdir(cwd: str) -> None:
+    """chdir to the process's cwd and check we landed under the container's root.
+
+    Our root is the container's (setns to its mount namespace moved it), so the path resolves
+    there; getcwd() fails for a directory outside our root, which only a leaked host fd could give
+    (CVE-2024-21626) — refuse rather than exec in it.
+    """
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise OSError(e.errno, f"chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}") from None
+    try:
+        here = os.getcwd()
+    except OSError:
+        raise OSError(1, BREAKOUT) from None
+    if not here.startswith("/"):
+        raise OSError(1, BREAKOUT)
+
+
+def _with_home(process) -> list[str]:
+    """The process env, plus HOME from the container's /etc/passwd when it is not set (as runc does)."""
+    env = list(process.env)
+    if any(e.startswith("HOME=") for e in env):
+        return env
+    home = "/"
+    try:
+        with open("/etc/passwd", "rb") as f:
+            for line in f.read().decode(errors="replace").splitlines():
+                parts = line.split(":")
+                if len(parts) >= 6 and parts[2] == str(process.user.uid) and parts[5]:
+                    home = parts[5]
+                    break
+    except OSError:
+        pass
+    env.append(f"HOME={home}")
+    return env
+
+
+def _apparmor_exec(profile: str) -> None:
+    """Ask AppArmor to switch to ``profile`` at execve."""
+    data = f"exec {profile}".encode()
+    for path in ("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise OSError(e.errno, f"apparmor failed to apply profile: open {path}: {e.strerror}") from None
+        try:
+            os.write(fd, data)
+            return
+        except OSError as e:
+            raise OSError(e.errno, f"apparmor failed to apply profile: write {path}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+    raise OSError(2, "apparmor failed to apply profile: no /proc/self/attr/exec")
+
+
+def _load_seccomp(compiled, listener, msg: dict) -> None:
+    from . import seccomp as sc
+
+    fd = sc.load(compiled)
+    if fd is not None:
+        from .seccomp.notify import send_state
+
+        state = dict(msg["state"])
+        pid = msg["options"].get("host_pid") or os.getpid()
+        send_state(listener, fd, state, msg["options"].get("listener_metadata"), pid=pid)
+        os.close(fd)
