@@ -320,7 +320,10 @@ def ps(rt, args: list[str], flags: dict, g: dict) -> int:
     import shutil
     import subprocess
 
-    ps_args = args[1:] or ["-ef"]
+    ps_args = args[1:]
+    if ps_args[:1] == ["--"]:  # "ps ID -- -o pid,comm": the separator is ours, not ps's
+        ps_args = ps_args[1:]
+    ps_args = ps_args or ["-ef"]
     exe = shutil.which("ps", path=os.environ.get("PATH") or os.defpath) or "ps"
     proc = subprocess.run([exe, *ps_args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)

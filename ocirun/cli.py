@@ -72,6 +72,24 @@ MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
     "resume": ({}, ".cgroup_commands:resume"),
     "ps": ({"format": (("format", "f"), True)}, ".cgroup_commands:ps"),
     "events": ({"interval": (("interval",), True), "stats": (("stats",), False)}, ".cgroup_commands:events"),
+    "exec": ({
+        "console-socket": (("console-socket",), True),
+        "cwd": (("cwd",), True),
+        "env": (("env", "e"), "repeat"),
+        "tty": (("tty", "t"), False),
+        "user": (("user", "u"), True),
+        "additional-gids": (("additional-gids", "g"), "repeat"),
+        "process": (("process", "p"), True),
+        "detach": (("detach", "d"), False),
+        "pid-file": (("pid-file",), True),
+        "process-label": (("process-label",), True),
+        "apparmor": (("apparmor",), True),
+        "no-new-privs": (("no-new-privs",), False),
+        "cap": (("cap", "c"), "repeat"),
+        "preserve-fds": (("preserve-fds",), True),
+        "cgroup": (("cgroup",), "repeat"),
+        "ignore-paused": (("ignore-paused",), False),
+    }, ".exec:cmd_exec"),
 }
 
 USAGE = """usage: ocirun [global options] command [command options] [arguments...]
@@ -108,7 +126,7 @@ def parse_flags(argv: list[str], table: dict, stop_at_positional: bool = False) 
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--":
+        if arg == "--" and not (rest and stop_at_positional):
             rest.extend(argv[i + 1:])
             break
         if arg.startswith("-") and arg != "-" and not (rest and stop_at_positional):
@@ -123,7 +141,10 @@ def parse_flags(argv: list[str], table: dict, stop_at_positional: bool = False) 
                     if i >= len(argv):
                         raise Usage(f"flag needs an argument: -{name}")
                     value = argv[i]
-                flags[canon] = value
+                if table[canon][1] == "repeat":  # repeatable: every value, in order
+                    flags.setdefault(canon, []).append(value)
+                else:
+                    flags[canon] = value
             else:
                 flags[canon] = value.lower() not in ("false", "0") if eq else True
         else:
@@ -162,7 +183,8 @@ def run_cli(argv: list[str]) -> int:
         if cmd in COMMANDS:
             table, stop = COMMANDS[cmd], False
         elif cmd in MODULE_COMMANDS:
-            table, stop = MODULE_COMMANDS[cmd][0], cmd == "exec"  # exec: flags end at the container id
+            # exec and ps: flags end at the container id (what follows is the command / ps's options)
+            table, stop = MODULE_COMMANDS[cmd][0], cmd in ("exec", "ps")
         else:
             raise Usage(f"no such command: {cmd}")
         flags, args = parse_flags(argv[i + 1:], table, stop_at_positional=stop)

@@ -1,4 +1,4 @@
-"""Load config.json: read it, gate ociVersion, validate it, and parse it into typed dataclasses.
+"""Load config.json: read it, gate ociVersion, validate it, and parse it into typed records (ocirun.records).
 
 Validation order matters for "bad input leaves nothing behind": everything in
 this module runs before any side effect.  Parsing is tolerant of fields we do
@@ -8,16 +8,15 @@ typed here, so a typo in the spec cannot silently become a no-op.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .records import Record, factory
 
 
-@dataclass
-class Hook:
+class Hook(Record):
     path: str
-    args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    args: list[str] = factory(list)
+    env: list[str] = factory(list)
     timeout: int | None = None
 
     @classmethod
@@ -28,14 +27,13 @@ class Hook:
 HOOK_PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
-@dataclass
-class Hooks:
-    prestart: list[Hook] = field(default_factory=list)
-    createRuntime: list[Hook] = field(default_factory=list)
-    createContainer: list[Hook] = field(default_factory=list)
-    startContainer: list[Hook] = field(default_factory=list)
-    poststart: list[Hook] = field(default_factory=list)
-    poststop: list[Hook] = field(default_factory=list)
+class Hooks(Record):
+    prestart: list[Hook] = factory(list)
+    createRuntime: list[Hook] = factory(list)
+    createContainer: list[Hook] = factory(list)
+    startContainer: list[Hook] = factory(list)
+    poststart: list[Hook] = factory(list)
+    poststop: list[Hook] = factory(list)
 
     @classmethod
     def parse(cls, d: dict | None) -> "Hooks":
@@ -43,41 +41,37 @@ class Hooks:
         return cls(**{p: [Hook.parse(h) for h in d.get(p) or []] for p in HOOK_PHASES})
 
 
-@dataclass
-class User:
+class User(Record):
     uid: int = 0
     gid: int = 0
     umask: int | None = None
-    additionalGids: list[int] = field(default_factory=list)
+    additionalGids: list[int] = factory(list)
     username: str | None = None
 
 
-@dataclass
-class Rlimit:
+class Rlimit(Record):
     type: str
     soft: int
     hard: int
 
 
-@dataclass
-class Capabilities:
-    bounding: list[str] = field(default_factory=list)
-    effective: list[str] = field(default_factory=list)
-    inheritable: list[str] = field(default_factory=list)
-    permitted: list[str] = field(default_factory=list)
-    ambient: list[str] = field(default_factory=list)
+class Capabilities(Record):
+    bounding: list[str] = factory(list)
+    effective: list[str] = factory(list)
+    inheritable: list[str] = factory(list)
+    permitted: list[str] = factory(list)
+    ambient: list[str] = factory(list)
 
 
-@dataclass
-class Process:
+class Process(Record):
     args: list[str]
     cwd: str = "/"
-    env: list[str] = field(default_factory=list)
+    env: list[str] = factory(list)
     terminal: bool = False
     consoleSize: dict | None = None
-    user: User = field(default_factory=User)
+    user: User = factory(User)
     capabilities: Capabilities | None = None
-    rlimits: list[Rlimit] = field(default_factory=list)
+    rlimits: list[Rlimit] = factory(list)
     noNewPrivileges: bool = False
     oomScoreAdj: int | None = None
     apparmorProfile: str | None = None
@@ -113,31 +107,27 @@ class Process:
         )
 
 
-@dataclass
-class Mount:
+class Mount(Record):
     destination: str
     type: str | None = None
     source: str | None = None
-    options: list[str] = field(default_factory=list)
-    uidMappings: list[dict] = field(default_factory=list)
-    gidMappings: list[dict] = field(default_factory=list)
+    options: list[str] = factory(list)
+    uidMappings: list[dict] = factory(list)
+    gidMappings: list[dict] = factory(list)
 
 
-@dataclass
-class Namespace:
+class Namespace(Record):
     type: str
     path: str | None = None
 
 
-@dataclass
-class IdMapping:
+class IdMapping(Record):
     containerID: int
     hostID: int
     size: int
 
 
-@dataclass
-class Device:
+class Device(Record):
     path: str
     type: str
     major: int = 0
@@ -147,25 +137,24 @@ class Device:
     gid: int | None = None
 
 
-@dataclass
-class Linux:
-    namespaces: list[Namespace] = field(default_factory=list)
-    uidMappings: list[IdMapping] = field(default_factory=list)
-    gidMappings: list[IdMapping] = field(default_factory=list)
-    timeOffsets: dict = field(default_factory=dict)
-    devices: list[Device] = field(default_factory=list)
+class Linux(Record):
+    namespaces: list[Namespace] = factory(list)
+    uidMappings: list[IdMapping] = factory(list)
+    gidMappings: list[IdMapping] = factory(list)
+    timeOffsets: dict = factory(dict)
+    devices: list[Device] = factory(list)
     cgroupsPath: str | None = None
     resources: dict | None = None
     rootfsPropagation: str | None = None
     seccomp: dict | None = None
-    sysctl: dict = field(default_factory=dict)
-    maskedPaths: list[str] = field(default_factory=list)
-    readonlyPaths: list[str] = field(default_factory=list)
+    sysctl: dict = factory(dict)
+    maskedPaths: list[str] = factory(list)
+    readonlyPaths: list[str] = factory(list)
     mountLabel: str | None = None
     personality: dict | None = None
     intelRdt: dict | None = None
     memoryPolicy: dict | None = None
-    netDevices: dict = field(default_factory=dict)
+    netDevices: dict = factory(dict)
 
     @classmethod
     def parse(cls, d: dict | None) -> "Linux":
@@ -199,8 +188,7 @@ class Linux:
         return None
 
 
-@dataclass
-class Spec:
+class Spec(Record):
     ociVersion: str
     root_path: str
     root_readonly: bool

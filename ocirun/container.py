@@ -203,7 +203,7 @@ class Runtime:
 def _saved_hooks(st: ContainerState):
     """The hooks as they were at create time (config.json may have changed since, runtime.md step 2).
 
-    config (and its dataclasses) is imported only when there are hooks to run.
+    config is imported only when there are hooks to run.
     """
     if not any(st.hooks.get(p) for p in ("poststart", "poststop")):
         return _NO_HOOKS

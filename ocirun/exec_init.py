@@ -87,9 +87,14 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
 
 
 def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, joined_user, msg) -> None:
+    import signal
+
     from . import security
     from .init import exec_process
 
+    # A parent that stopped listening (`exec --detach` of a paused container) must not kill us with
+    # SIGPIPE; exec_process resets every signal before execve.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     # [3] The parent sets our rlimits and oom_score_adj (it still has the host's privileges) and,
     # for a paused container, moves us into the cgroup now.
     done, _ = sync.recv(sock, sync.CGROUP_DONE)
@@ -102,10 +107,8 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         os.setresuid(0, 0, 0)
     os.setsid()
     if process.terminal:
-        from .terminal import setup_console
-
         # /dev/ptmx is the container's (we are in its mount namespace): the slave lives in its devpts.
-        setup_console(console, process.consoleSize)
+        _setup_console(console, process.consoleSize)
     elif console is not None:
         os.close(console)
     env = _with_home(process)
@@ -133,15 +136,50 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         _load_seccomp(seccomp, listener, msg)
 
     # [4] READY, then execve: the sync socket is close-on-exec, so the parent's next read is EOF.
-    sync.send(sock, sync.READY)
+    try:
+        sync.send(sock, sync.READY)
+    except OSError:
+        pass
     try:
         exec_process(path, process.args, env, opts.get("preserve_fds", 0))
     except OSError as e:
         raise OSError(e.errno, f'exec: "{process.args[0]}": {(e.strerror or str(e)).lower()}') from None
 
 
+def _setup_console(console_sock: int | None, size: dict | None) -> None:
+    """A new pty for the process, its master sent to the console socket, the slave as our stdio and
+    controlling terminal.  Unlike the init's (:func:`ocirun.terminal.setup_console`) it is not bound
+    onto /dev/console: that belongs to the container's init."""
+    import array
+    import fcntl
+    import socket
+    import termios
+
+    from .terminal import set_size
+
+    if console_sock is None:
+        raise OSError(22, "process.terminal is true but no console socket was given")
+    master, slave = os.openpty()
+    try:
+        if size:
+            set_size(slave, size.get("height", 0), size.get("width", 0))
+        sock = socket.socket(fileno=console_sock)
+        try:
+            name = os.ttyname(slave).encode()
+            sock.sendmsg([name], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
+        finally:
+            sock.close()
+    finally:
+        os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    if slave > 2:
+        os.close(slave)
+
+
 def _preimport(process, msg: dict) -> None:
-    import errno, fcntl, stat, struct, termios, array, socket, json  # noqa: F401,E401
+    import array, errno, fcntl, json, signal, socket, stat, struct, termios  # noqa: F401,E401
 
     from . import init, pathsafe, security  # noqa: F401
     from .security import ExecError  # noqa: F401

@@ -18,7 +18,7 @@ bottom in spec order; the numbered sync points match the diagram in
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # not `signal`: it imports enum, a cost paid by every create
 import sys
 
 from . import sync
@@ -31,10 +31,10 @@ ENV_INITPIPE = "_OCIRUN_INITPIPE"
 def main() -> None:
     """Entry of the re-exec'd init stage.  Never returns."""
     fd = int(os.environ[ENV_INITPIPE])
-    import socket
+    import _socket
 
-    sock = socket.socket(fileno=fd)
-    sock.set_inheritable(False)
+    sock = _socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
     try:
         # Signals back to defaults first: Python ignores SIGPIPE and SIGXFSZ and traps SIGINT,
         # and a container must not inherit that (nor must `kill` of a created container be caught).
@@ -43,6 +43,10 @@ def main() -> None:
         # or ptrace us while we still hold host resources (CVE-2019-5736 class).
         k.prctl(k.PR_SET_DUMPABLE, 0)
         msg, fds = sync.recv(sock, sync.CONFIG)
+        if os.environ.get("_OCIRUN_INITMODE") == "exec":  # `ocirun exec`: see ocirun.exec_init
+            from .exec_init import exec_stage
+
+            exec_stage(sock, msg, fds)
         stage1(sock, msg, fds)
     except BaseException as e:  # report anything to the parent, with the step that failed
         _report(sock, e)
@@ -190,9 +194,9 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     console_sock = fds[fd_index["console"]] if "console" in fd_index else None
 
     # [4] The filesystem, reached through the rootfs fd stage 1 opened.
-    import socket
+    import _socket
 
-    start_sock = socket.socket(fileno=fds[fd_index["start"]])
+    start_sock = _socket.socket(fileno=fds[fd_index["start"]])
     rootfd = rootfs.prepare_root(handles["root"], linux.rootfsPropagation)
     os.close(handles["root"])
     dev_is_bind = False
@@ -322,17 +326,18 @@ def _wait_for_start(start_sock) -> None:
     execve happened (EOF after "0") or reads our error text after the "0".
     """
     global _START_FD
-    catch = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    catch = (15, 2, 1, 3, 10, 12)  # TERM INT HUP QUIT USR1 USR2
     for sig in catch:
         # As pid 1 of a new pid namespace, default-action signals would be ignored: honour them
         # while we wait, as a created container is expected to die on `kill`.
         signal.signal(sig, lambda s, f: os._exit(128 + s))
-    conn, _ = start_sock.accept()
+    conn_fd, _ = start_sock._accept()  # _socket's accept: returns the fd
     for sig in catch:
         signal.signal(sig, signal.SIG_DFL)
     start_sock.close()
-    conn.sendall(b"0")
-    _START_FD = conn.detach()
+    os.set_inheritable(conn_fd, False)
+    os.write(conn_fd, b"0")
+    _START_FD = conn_fd
 
 
 def _fail_after_start(text: str) -> None:

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from .records import Record
 
 from . import SPEC_VERSION, sync
 from .config import Spec
@@ -23,8 +23,7 @@ PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOT = f"import sys;sys.path.insert(0,{PKG_PARENT!r});from ocirun.init import main;main()"
 
 
-@dataclass
-class CreateOptions:
+class CreateOptions(Record):
     bundle: str
     pid_file: str | None = None
     console_socket: str | None = None
@@ -40,9 +39,9 @@ def interpreter() -> str:
     return os.path.realpath(sys.executable)
 
 
-def spawn_init(extra_env: dict | None = None) -> tuple[int, "sync.socket.socket"]:
+def spawn_init(extra_env: dict | None = None) -> tuple:
     parent, child = sync.pair()
-    child.set_inheritable(True)
+    os.set_inheritable(child.fileno(), True)
     env = {ENV_INITPIPE: str(child.fileno())}
     if extra_env:
         env.update(extra_env)

@@ -5,7 +5,7 @@ claim and what we do cannot drift apart (STYLE.md, "one source for tables").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .records import Record, factory
 
 from .kernel import linux as k
 
@@ -99,8 +99,7 @@ def known_mount_options() -> list[str]:
     return sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS) | set(SPECIAL_OPTIONS))
 
 
-@dataclass
-class MountOp:
+class MountOp(Record):
     """One config mount, parsed into what the syscalls need."""
 
     destination: str
@@ -109,21 +108,19 @@ class MountOp:
     flags: int = 0
     clear: int = 0
     data: str = ""
-    propagation: list[int] = field(default_factory=list)
+    propagation: list[int] = factory(list)
     rec_set: int = 0
     rec_clr: int = 0
     bind: bool = False
     tmpcopyup: bool = False
     idmap: str | None = None  # "idmap" or "ridmap"
-    uid_mappings: list = field(default_factory=list)
-    gid_mappings: list = field(default_factory=list)
+    uid_mappings: list = factory(list)
+    gid_mappings: list = factory(list)
 
     @property
     def readonly(self) -> bool:
         return bool(self.flags & k.MS_RDONLY)
 
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
 
 
 def parse_mount_options(options: list[str]) -> tuple[int, int, str, list[int], int, int, set[str]]:

@@ -76,7 +76,7 @@ def _do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
         return remount(rootfd, op)
     if op.bind:
         return bind_mount(rootfd, op)
-    target = pathsafe.create_target(rootfd, op.destination, True)
+    target = _checked_target(rootfd, op, pathsafe.create_target(rootfd, op.destination, True))
     try:
         copy_from = None
         if op.tmpcopyup:
@@ -118,7 +118,7 @@ def bind_mount(rootfd: int, op: MountOp, userns_fd: int | None = None) -> None:
             rec = k.AT_RECURSIVE if op.idmap == "ridmap" else 0
             k.mount_setattr(tree, "", k.AT_EMPTY_PATH | rec, k.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
         is_dir = pathsafe.is_dir_fd(tree)
-        target = pathsafe.create_target(rootfd, op.destination, is_dir)
+        target = _checked_target(rootfd, op, pathsafe.create_target(rootfd, op.destination, is_dir))
         try:
             k.move_mount(tree, "", target, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
         finally:
@@ -132,6 +132,55 @@ def bind_mount(rootfd: int, op: MountOp, userns_fd: int | None = None) -> None:
                 k.mount(None, fd_path(fd), None, prop)
         finally:
             os.close(fd)
+
+
+#: Files inside /proc that may be mounted over: what lxcfs provides, and ns_last_pid for CRIU
+#: (the list runc allows).  Anything else whose resolved target is on procfs is refused: a mount
+#: over /proc or under it could fake what the runtime reads there (cap_last_cap) or redirect what
+#: it writes (sysctl, oom_score_adj), whether asked for directly or reached through a symlink in
+#: the image (CVE-2019-19921, CVE-2025-52881).
+PROC_OVERMOUNT_ALLOWED = frozenset((
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+))
+
+
+def _checked_target(rootfd: int, op: MountOp, target: int) -> int:
+    """Refuse a mount target that the image or the config could use against the runtime.
+
+    ``target`` is the O_PATH fd the destination resolved to (inside the rootfs); it is
+    returned, or closed before raising.  Checks are on the resolved inode, not on the path,
+    so a symlink in the image changes nothing.
+    """
+    try:
+        if k.fstatfs(target)[0] == k.PROC_SUPER_MAGIC:
+            if op.destination not in PROC_OVERMOUNT_ALLOWED or not _no_symlinks(rootfd, op.destination, target):
+                raise OSError(errno.EPERM, f"{op.destination} resolves into procfs: refusing to mount over it")
+        if op.fstype in ("proc", "sysfs") and not _no_symlinks(rootfd, op.destination, target):
+            # An image with /proc -> /vol/p would have procfs mounted where a later mount hides it,
+            # leaving the image's own files at /proc (CVE-2019-16884).
+            raise OSError(errno.EPERM, f"{op.fstype} must be mounted on an ordinary directory, "
+                                       f"not through a symlink ({op.destination})")
+    except BaseException:
+        os.close(target)
+        raise
+    return target
+
+
+def _no_symlinks(rootfd: int, path: str, target: int) -> bool:
+    """Whether ``path`` reaches ``target`` from the rootfs without following any symlink."""
+    try:
+        fd = k.openat2(rootfd, path.lstrip("/") or ".", O_PATH, 0,
+                       k.RESOLVE_IN_ROOT | k.RESOLVE_NO_SYMLINKS | k.RESOLVE_NO_MAGICLINKS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return False
+        raise
+    try:
+        a, b = os.fstat(fd), os.fstat(target)
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    finally:
+        os.close(fd)
 
 
 def remount(rootfd: int, op: MountOp) -> None:
@@ -268,10 +317,18 @@ def mount_cgroup(rootfd: int, op: MountOp) -> None:
 
 
 def _unified_only() -> bool:
+    # The fd must not outlive this check: opened before pivot_root, it is the host's
+    # /sys/fs/cgroup, and process.cwd = /proc/self/fd/N would walk into it (CVE-2024-21626).
     try:
-        return k.fstatfs(os.open("/sys/fs/cgroup", O_PATH | os.O_CLOEXEC))[0] == 0x63677270
+        fd = os.open("/sys/fs/cgroup", O_PATH | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        return k.fstatfs(fd)[0] == 0x63677270
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _own_cgroups() -> dict[str, str]:

@@ -18,7 +18,19 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signa
 def run(rt, cid: str, opts, detach: bool = False, keep: bool = False) -> int:
     if not detach:
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-    st = rt.create(cid, opts)
+    console = None if detach else _foreground_console(opts)
+    st = None
+    try:
+        st = rt.create(cid, opts)
+        master = console.accept_master() if console is not None else None
+    except BaseException:
+        if st is not None:  # created, but the pty master did not arrive
+            _cleanup(rt, cid)
+        raise
+    finally:
+        if console is not None:
+            console.close()
+            opts.console_socket = None
     if detach:
         try:
             rt.start(cid)
@@ -34,7 +46,15 @@ def run(rt, cid: str, opts, detach: bool = False, keep: bool = False) -> int:
     except BaseException:
         _cleanup(rt, cid)
         raise
-    status = _wait(pid)
+    if master is not None:  # process.terminal without --console-socket: bridge our terminal (ocirun.tty)
+        from .tty import attach
+
+        try:
+            status = attach(master, pid)
+        finally:
+            os.close(master)
+    else:
+        status = _wait(pid)
     if not keep:
         rt.delete(cid, force=True)
     return status
@@ -67,3 +87,23 @@ def _cleanup(rt, cid: str) -> None:
         rt.delete(cid, force=True)
     except Exception:
         pass
+
+
+def _foreground_console(opts):
+    """A console socket of our own when the process wants a terminal and the caller gave none."""
+    if opts.console_socket:
+        return None
+    import json
+
+    try:
+        with open(os.path.join(opts.bundle, "config.json"), "rb") as f:
+            terminal = bool((json.loads(f.read()).get("process") or {}).get("terminal"))
+    except (OSError, ValueError, AttributeError):
+        return None  # create reports it
+    if not terminal:
+        return None
+    from .tty import ConsoleListener
+
+    console = ConsoleListener()
+    opts.console_socket = console.path
+    return console

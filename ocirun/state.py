@@ -180,15 +180,32 @@ def refresh(sd: StateDir, st: ContainerState, proc: str = "/proc") -> ContainerS
         st.status = CREATED
     else:
         st.status = RUNNING
-    if st.status == RUNNING and st.cgroup:
-        try:
-            from .cgroups import Manager
-
-            if Manager.from_state(st.cgroup).is_frozen():
-                st.status = PAUSED
-        except Exception:
-            pass
+    if st.cgroup and is_frozen(st.cgroup):
+        st.status = PAUSED  # runc reports a paused created container as paused too
     return st
+
+
+def is_frozen(cgroup: dict) -> bool:
+    """The freezer state from the paths `create` recorded: v1 freezer.state, else v2 cgroup.events.
+
+    Read directly rather than through ocirun.cgroups, whose import would double the cost of `state`.
+    """
+    paths = cgroup.get("paths") or {}
+    if "freezer" in paths:
+        try:
+            with open(os.path.join(paths["freezer"], "freezer.state")) as f:
+                return f.read().strip() == "FROZEN"
+        except OSError:
+            return False
+    path = paths.get("") or (os.path.join(cgroup.get("root", ""), cgroup.get("path", "").lstrip("/"))
+                             if cgroup.get("mode") == "unified" else "")
+    if not path:
+        return False
+    try:
+        with open(os.path.join(path, "cgroup.events")) as f:
+            return "frozen 1\n" in f.read()
+    except OSError:
+        return False
 
 
 def list_ids(root: str) -> list[str]:

@@ -26,9 +26,13 @@ Any step may answer ERROR {msg} instead; the parent prints it with context.
 from __future__ import annotations
 
 import array
-import json
 import os
-import socket
+
+# The C modules, not socket/json: those import enum and re, which would cost the init stage
+# (a fresh interpreter on every create) more than everything it does with them.
+import _socket as socket
+
+from .fastjson import dumps, loads
 
 CONFIG = "config"
 USERNS_READY = "userns-ready"
@@ -50,24 +54,24 @@ class ProtocolError(Exception):
     pass
 
 
-def pair() -> tuple[socket.socket, socket.socket]:
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+def pair() -> tuple:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
 
 
-def send(sock: socket.socket, kind: str, fds: list[int] | None = None, **payload) -> None:
+def send(sock, kind: str, fds: list[int] | None = None, **payload) -> None:
     if kind not in MESSAGES:
         raise ProtocolError(f"unknown message {kind!r}")
     if kind == ERROR:
         payload["msg"] = str(payload.get("msg", ""))[:MAX_ERROR]
     payload["type"] = kind
-    data = json.dumps(payload).encode()
+    data = dumps(payload).encode()
     if fds:
         sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
     else:
         sock.sendall(data)
 
 
-def recv(sock: socket.socket, expect: str | None = None) -> tuple[dict, list[int]]:
+def recv(sock, expect: str | None = None) -> tuple[dict, list[int]]:
     """Receive one message; raise ProtocolError on EOF, an unexpected type, or ERROR when expecting."""
     fds = array.array("i")
     data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16 * fds.itemsize))
@@ -76,7 +80,7 @@ def recv(sock: socket.socket, expect: str | None = None) -> tuple[dict, list[int
             fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])
     if not data:
         raise ProtocolError("init stage exited without reporting")
-    msg = json.loads(data)
+    msg = loads(data)
     kind = msg.get("type")
     if kind not in MESSAGES:
         for fd in fds:

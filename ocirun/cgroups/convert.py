@@ -9,7 +9,6 @@ The formulas are the ones runc and crun use (and the OCI "cgroup v2 conversion" 
 """
 from __future__ import annotations
 
-import re
 
 from ..errors import CgroupError
 
@@ -59,16 +58,18 @@ def limit_str(v: int) -> str:
     return "max" if v < 0 else str(v)
 
 
-_PAGE_RE = re.compile(r"^(\d+)([KMGTPE]?)B$")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
 
 
 def page_size_bytes(page_size: str) -> int:
     """``2MB`` → 2097152 (base 1024, as the spec says)."""
-    m = _PAGE_RE.match(page_size or "")
-    if not m:
+    text = page_size or ""
+    number, unit = text[:-1], ""
+    if number and number[-1] in "KMGTPE":
+        number, unit = number[:-1], number[-1]
+    if not text.endswith("B") or not number.isdigit() or not number.isascii():
         raise CgroupError(f"invalid hugepage size {page_size!r}: expected <size><unit>B such as 2MB or 1GB")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    return int(number) * _UNITS[unit]
 
 
 def page_size_name(size: int) -> str:

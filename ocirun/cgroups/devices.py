@@ -17,7 +17,9 @@ The resulting :class:`DeviceState` is written to a v1 cgroup as the smallest seq
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import namedtuple
+
+from ..records import Record, factory
 
 from ..errors import CgroupError
 
@@ -25,13 +27,10 @@ ACCESS_ORDER = "rwm"
 WILDCARD_ALL = "a *:* rwm"
 
 
-@dataclass(frozen=True)
-class Rule:
-    allow: bool
-    type: str = "a"             # "a", "b" or "c"
-    major: int | None = None    # None = any ("*")
-    minor: int | None = None
-    access: str = "rwm"
+class Rule(namedtuple("Rule", "allow type major minor access", defaults=("a", None, None, "rwm"))):
+    """One device rule (immutable): type "a", "b" or "c"; major/minor None = any ("*")."""
+
+    __slots__ = ()
 
     def entry(self) -> str:
         return format_entry(self.type, self.major, self.minor, self.access)
@@ -75,10 +74,9 @@ def parse_rules(devices: list) -> list[Rule]:
 Key = tuple  # (type, major|None, minor|None)
 
 
-@dataclass
-class DeviceState:
+class DeviceState(Record):
     default_allow: bool = False
-    exceptions: dict = field(default_factory=dict)   # Key → access string
+    exceptions: dict = factory(dict)   # Key → access string
 
     def entries(self) -> list[str]:
         return [format_entry(t, ma, mi, acc) for (t, ma, mi), acc in self.exceptions.items()]

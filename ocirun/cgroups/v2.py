@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal as _signal
+from .. import signals as _signal  # a static table: `signal` imports enum
 import time
 
 from . import convert

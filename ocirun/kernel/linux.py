@@ -249,7 +249,7 @@ def reset_signals() -> None:
     (ignored dispositions survive execve).  glibc refuses to touch its reserved
     signals 32 and 33, so every disposition is reset with the raw rt_sigaction.
     """
-    import signal
+    import _signal as signal  # the C module: `signal` would import enum
 
     dfl = (ctypes.c_ulong * 4)()  # kernel sigaction: handler=SIG_DFL(0), flags, restorer, mask: all zero
     for sig in range(1, signal.NSIG):
@@ -296,14 +296,17 @@ IFF_UP = 0x1
 
 
 def set_link_up(name: str = "lo") -> None:
+    import _socket
     import fcntl
-    import socket
     import struct
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH14x", name.encode(), 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP))
+    finally:
+        s.close()
 
 
 # --- scheduling: sched_setattr, ioprio_set, affinity --------------------------------------------

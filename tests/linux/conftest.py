@@ -7,6 +7,7 @@ bundle, or a state directory, survived.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from ocirun.specgen import default_spec
 OCIRUN = os.environ.get("OCIRUN_CLI") or os.path.join(os.path.dirname(sys.executable), "ocirun")
 
 pytestmark = pytest.mark.root
+_SERIAL = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +55,8 @@ class Ocirun:
     def config(self, args=("true",), **changes) -> dict:
         spec = default_spec(args=list(args), terminal=False)
         spec["root"] = {"path": self.rootfs, "readonly": True}
+        # A cgroup of its own: the default (/ocirun/<id>) would be shared by every test using "c1".
+        spec["linux"]["cgroupsPath"] = f"/ocirun-test/{os.getpid()}-{next(_SERIAL)}"
         for key, value in changes.items():
             spec[key] = value
         return spec

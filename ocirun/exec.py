@@ -1,0 +1,562 @@
+"""`ocirun exec`: start a new process in a created or running container (the runtime's side).
+
+    ocirun exec (this module)                exec stage (ocirun.exec_init, python -I -S)
+    ─────────────────────────                ───────────────────────────────────────────
+    load the state; refuse stopped, paused
+    the process: --process FILE, or
+      config.json's process + flags
+    compile seccomp; open /proc/<init>/ns/*
+    spawn the stage; put it in the cgroup
+    ── CONFIG {process, namespaces} + fds ───▶
+                                             [1] setns, user first, mount last
+                                             [2] fork into the container's pid ns
+    ◀──────────────────────── PID {pid} ─────    (the stage exits)
+    prlimit, oom_score_adj (host privileges),
+    cgroup now if the container is paused
+    ── CGROUP_DONE ──────────────────────────▶
+                                             [3] console, preflight, user, caps, NNP, seccomp
+    ◀──────────────────────── READY ─────────
+                                             [4] execve (the socket is close-on-exec)
+    EOF = exec'd; pid file; --detach returns now, else wait, forward signals, exit with its status
+
+With ``--detach`` we are not a subreaper, so when the stage exits the process is
+re-parented to the caller (conmon and containerd's shim are subreapers) and no
+ocirun process stays behind.  In the foreground we are the subreaper and wait.
+Errors are worded as runc words them (``exec failed: ...``; exit status 255).
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+
+from . import sync
+from .errors import OciError
+
+ENV_INITMODE = "_OCIRUN_INITMODE"
+EXIT_FAILED = 255  # runc's exit status when exec itself fails
+
+#: Signals forwarded to the process in the foreground (as `run` does).
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+class ExecFailed(OciError):
+    """exec did not start the process (printed as ``exec failed: ...``)."""
+
+
+@dataclass
+class ExecOptions:
+    process_file: str | None = None
+    args: list[str] = field(default_factory=list)
+    tty: bool | None = None
+    console_socket: str | None = None
+    detach: bool = False
+    pid_file: str | None = None
+    cwd: str | None = None
+    env: list[str] = field(default_factory=list)
+    user: str | None = None
+    additional_gids: list[str] = field(default_factory=list)
+    caps: list[str] = field(default_factory=list)
+    no_new_privs: bool | None = None
+    process_label: str | None = None
+    apparmor: str | None = None
+    preserve_fds: int = 0
+    cgroups: list[str] = field(default_factory=list)
+    ignore_paused: bool = False
+
+
+def _many(value) -> list[str]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def options_from_flags(args: list[str], flags: dict) -> ExecOptions:
+    try:
+        preserve = int(flags.get("preserve-fds", 0))
+    except ValueError:
+        raise ExecFailed(f"invalid value \"{flags['preserve-fds']}\" for flag -preserve-fds") from None
+    listen = os.environ.get("LISTEN_FDS")
+    if listen and listen.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        preserve += int(listen)
+    return ExecOptions(
+        process_file=flags.get("process"),
+        args=list(args),
+        tty=bool(flags["tty"]) if "tty" in flags else None,
+        console_socket=flags.get("console-socket"),
+        detach=bool(flags.get("detach")),
+        pid_file=flags.get("pid-file"),
+        cwd=flags.get("cwd"),
+        env=_many(flags.get("env")),
+        user=flags.get("user"),
+        additional_gids=_many(flags.get("additional-gids")),
+        caps=_many(flags.get("cap")),
+        no_new_privs=bool(flags["no-new-privs"]) if "no-new-privs" in flags else None,
+        process_label=flags.get("process-label"),
+        apparmor=flags.get("apparmor"),
+        preserve_fds=preserve,
+        cgroups=_many(flags.get("cgroup")),
+        ignore_paused=bool(flags.get("ignore-paused")),
+    )
+
+
+def cmd_exec(rt, args: list[str], flags: dict, g: dict) -> int:
+    """CLI entry: ``exec [options] <container-id> <command> [args...]``."""
+    from .cli import Usage, _fail
+
+    if not args:
+        raise Usage('"exec" requires a minimum of 1 argument(s)')
+    try:
+        opts = options_from_flags(args[1:], flags)
+        return execute(rt, args[0], opts)
+    except (OciError, OSError) as e:
+        from .cli import _describe
+
+        text = str(e) if isinstance(e, OciError) else _describe(e)
+        _fail(rt.log, f"exec failed: {text}")
+        return EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------------------
+def build_process(bundle: str, opts: ExecOptions) -> dict:
+    """The process object to run: the --process file as is, or config.json's process with the flags
+    applied (runc's getProcess).  Checked as runc checks it, then against the process schema."""
+    from . import schema
+    from .config import read_json
+
+    if opts.process_file:
+        raw = read_json(opts.process_file, "process file")
+        source = os.path.basename(opts.process_file) if opts.process_file != "-" else "process"
+    else:
+        if not opts.args:
+            raise ExecFailed("process args cannot be empty")
+        conf = read_json(os.path.join(bundle, "config.json"), "config file")
+        raw = dict(conf.get("process") or {})
+        source = "config.json"
+        raw["args"] = list(opts.args)
+        if opts.cwd:
+            raw["cwd"] = opts.cwd
+        if opts.apparmor:
+            raw["apparmorProfile"] = opts.apparmor
+        if opts.process_label:
+            raw["selinuxLabel"] = opts.process_label
+        if opts.caps:
+            caps = {k: list(v or []) for k, v in (raw.get("capabilities") or {}).items()}
+            for name in ("bounding", "effective", "permitted"):
+                caps[name] = caps.get(name, []) + opts.caps
+            if caps.get("inheritable"):  # ambient needs inheritable: only when the spec has some
+                caps["ambient"] = caps.get("ambient", []) + opts.caps
+            raw["capabilities"] = caps
+        raw["env"] = list(raw.get("env") or []) + opts.env
+        raw["terminal"] = bool(opts.tty)
+        if opts.no_new_privs is not None:
+            raw["noNewPrivileges"] = opts.no_new_privs
+        user = dict(raw.get("user") or {"uid": 0, "gid": 0})
+        if opts.user:
+            uid, sep, gid = opts.user.partition(":")
+            if sep:
+                user["gid"] = _atoi(gid, "gid")
+            user["uid"] = _atoi(uid, "uid")
+        gids = list(user.get("additionalGids") or [])
+        for g in opts.additional_gids:
+            n = _atoi(g, "additional-gids")
+            if n < 0:
+                raise ExecFailed(f"additional-gids must be a positive number {n}")
+            gids.append(n)
+        if gids:
+            user["additionalGids"] = gids
+        raw["user"] = user
+    _validate_process(raw)
+    schema.check(raw, "process", source=source)
+    return raw
+
+
+def _atoi(text: str, what: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise ExecFailed(f'parsing {text} as int for {what} failed: strconv.Atoi: parsing "{text}": '
+                         f'invalid syntax') from None
+
+
+def _validate_process(raw: dict) -> None:
+    """runc's validateProcessSpec, with its wording."""
+    cwd = raw.get("cwd")
+    if not cwd:
+        raise ExecFailed("Cwd property must not be empty")
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise ExecFailed("Cwd must be an absolute path")
+    if not raw.get("args"):
+        raise ExecFailed("args must not be empty")
+    if raw.get("selinuxLabel"):
+        from .lsm import selinux_enabled
+
+        if not selinux_enabled():
+            raise ExecFailed("selinux label is specified in config, but selinux is disabled or not supported")
+    if raw.get("apparmorProfile"):
+        from .lsm import apparmor_enabled
+
+        if not apparmor_enabled():
+            raise ExecFailed("unable to start container process: apparmor failed to apply profile: "
+                             "AppArmor is not enabled on this host")
+
+
+def check_terminal(terminal: bool, detach: bool, console_socket: str | None) -> None:
+    """runc's checkTerminal."""
+    if detach and terminal and not console_socket:
+        raise ExecFailed("cannot allocate tty if runc will detach without setting console socket")
+    if (not detach or not terminal) and console_socket:
+        raise ExecFailed("cannot use console socket if runc will not detach or allocate tty")
+
+
+def parse_sub_cgroups(values: list[str]) -> dict[str, str]:
+    """``--cgroup [<controller>[,<controller>...]:]<path>`` (repeatable) → controller → sub-path
+    ("" = every controller; allowed once, alone)."""
+    out: dict[str, str] = {}
+    for v in values:
+        parts = v.split(":")
+        if len(parts) > 2:
+            raise ExecFailed(f"invalid --cgroup argument: {v}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise ExecFailed(f"invalid --cgroup argument: {v} (missing <controller>: prefix)")
+            out[""] = v
+            continue
+        for ctrl in parts[0].split(","):
+            if not ctrl:
+                raise ExecFailed(f"invalid --cgroup argument: {v}")
+            if ctrl in out:
+                raise ExecFailed(f"invalid --cgroup argument: {v} (duplicated controller: {ctrl})")
+            out[ctrl] = parts[1]
+    return out
+
+
+def _sub_dirs(mgr, subs: dict[str, str]) -> list[str]:
+    """The existing sub-cgroup directories to join, below the container's own."""
+    paths = dict(getattr(mgr, "paths", None) or {"": mgr.path})
+    out = []
+    for ctrl, sub in subs.items():
+        rel = os.path.normpath("/" + sub).lstrip("/")  # cannot climb out of the container's cgroup
+        if ctrl == "":
+            bases = list(dict.fromkeys(paths.values()))
+        else:
+            keys = [key for key in paths if ctrl in key.split(",")] or ([""] if "" in paths and
+                                                                        len(paths) == 1 else [])
+            if not keys:
+                raise ExecFailed(f"--cgroup: controller {ctrl} is not in the container's cgroups")
+            bases = [paths[key] for key in keys]
+        for base in bases:
+            d = os.path.join(base, rel) if rel else base
+            if d not in out:
+                out.append(d)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+def execute(rt, cid: str, opts: ExecOptions) -> int:
+    from .state import PAUSED, STOPPED
+
+    sd, st = rt.load(cid)
+    if st.status == STOPPED:
+        raise ExecFailed("cannot exec in a stopped container")
+    if st.status == PAUSED and not opts.ignore_paused:
+        raise ExecFailed("cannot exec in a paused container (use --ignore-paused to override)")
+    if st.pid <= 0:
+        raise ExecFailed("container is not running")
+    raw = build_process(st.bundle, opts)
+    terminal = bool(raw.get("terminal"))
+    check_terminal(terminal, opts.detach, opts.console_socket)
+    subs = parse_sub_cgroups(opts.cgroups)
+    seccomp_wire, listener = _container_seccomp(st, rt.log)
+    return _launch(rt, st, raw, opts, terminal, subs, seccomp_wire, listener, paused=st.status == PAUSED)
+
+
+def _container_seccomp(st, log) -> tuple[dict | None, dict]:
+    """The container's seccomp profile, compiled.  The state does not keep it: read it from the bundle
+    (an exec'd process gets the container's filter, as with runc)."""
+    from .config import read_json
+
+    try:
+        conf = read_json(os.path.join(st.bundle, "config.json"), "config file")
+    except OciError as e:
+        raise ExecFailed(f"cannot read the container's seccomp profile: {e}") from None
+    profile = (conf.get("linux") or {}).get("seccomp")
+    if not profile:
+        return None, {}
+    from . import seccomp
+
+    compiled = seccomp.compile_filter(profile, cache_dir=seccomp.default_cache_dir())
+    for w in compiled.warnings:
+        log.warning(w)
+    listener = {}
+    if profile.get("listenerPath"):
+        listener = {"listener_path": profile["listenerPath"],
+                    "listener_metadata": profile.get("listenerMetadata")}
+    return compiled.to_json(), listener
+
+
+def open_namespaces(pid: int, pid_start: int, proc: str = "/proc") -> list[tuple[str, int]]:
+    """Open the init's namespaces that differ from ours, in join order (user first, mount last)."""
+    from .exec_init import JOIN_ORDER
+    from .state import read_start_time
+
+    out = []
+    try:
+        for name in JOIN_ORDER:
+            path = f"{proc}/{pid}/ns/{name}"
+            try:
+                theirs = os.stat(path)
+            except FileNotFoundError:
+                if not os.path.exists(f"{proc}/self/ns/{name}"):
+                    continue  # this kernel has no such namespace type
+                raise
+            ours = os.stat(f"{proc}/self/ns/{name}")
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                continue
+            out.append((name, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        # The fds are only the container's if the init is still the process we recorded.
+        if read_start_time(pid, proc) != pid_start:
+            raise ExecFailed("cannot exec in a stopped container")
+    except BaseException:
+        for _, fd in out:
+            os.close(fd)
+        raise
+    return out
+
+
+def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, seccomp_wire, listener: dict,
+            paused: bool) -> int:
+    from . import launcher
+    from .cgroups import Manager
+    from .config import Process
+
+    process = Process.parse(raw)
+    for fd in range(3, 3 + opts.preserve_fds):
+        try:
+            os.fstat(fd)
+        except OSError:
+            # An unopened number would be taken by one of our own fds and handed to the container.
+            raise ExecFailed(f"--preserve-fds={opts.preserve_fds}: file descriptor {fd} is not open") from None
+    mgr = Manager.from_state(st.cgroup) if st.cgroup else None
+    sub_dirs = _sub_dirs(mgr, subs) if (mgr is not None and subs) else []
+    namespaces = open_namespaces(st.pid, st.pid_start)
+    console_fd = None
+    tty_sock = None
+    stage = final = None
+    sock = None
+    started: dict = {}
+    # In the foreground, signals are ours to forward from now on: one that arrives before the process
+    # exists is kept and delivered once it does (the process may well be running before we know it).
+    forward = None if opts.detach else Forwarder(FORWARDED)
+    try:
+        if terminal:
+            if opts.console_socket:
+                console_fd = launcher._connect_console(opts.console_socket)
+            else:
+                from .tty import console_pair
+
+                tty_sock, console_fd = console_pair()
+        if not opts.detach:
+            from .kernel import linux as k
+
+            # The process is the stage's child: when the stage exits it must come to us.
+            k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+        stage, sock = launcher.spawn_init({ENV_INITMODE: "exec"})
+        if mgr is not None and not paused:
+            _join_cgroups(mgr, sub_dirs, stage)  # before the stage forks: the process inherits it
+        fds, fd_index = [], {}
+        for name, fd in namespaces:
+            fd_index[name] = len(fds)
+            fds.append(fd)
+        if console_fd is not None:
+            fd_index["console"] = len(fds)
+            fds.append(console_fd)
+        sync.send(sock, sync.CONFIG, fds=fds, process=raw, seccomp=seccomp_wire, state=st.hook_state(),
+                  options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
+                           "fd_index": fd_index, "preserve_fds": opts.preserve_fds, "setgroups": True,
+                           **listener})
+        for _, fd in namespaces:
+            os.close(fd)
+        namespaces = []
+        if console_fd is not None:
+            os.close(console_fd)
+            console_fd = None
+
+        try:
+            final = _handshake(rt, sock, stage, mgr, sub_dirs, process, paused and opts.detach, paused, started)
+        finally:
+            final = started.get("pid")  # known once PID arrived, even if a later step failed
+        if opts.pid_file:
+            launcher.write_pid_file(opts.pid_file, final)
+        if opts.detach:
+            return 0
+        forward.target(final)
+        sock.close()
+        sock = None
+        if tty_sock is not None:
+            from .tty import attach, recv_master
+
+            master = recv_master(tty_sock)
+            tty_sock.close()
+            tty_sock = None
+            try:
+                return attach(master, final)
+            finally:
+                os.close(master)
+        return wait_foreground(final)
+    except BaseException:
+        if forward is not None:
+            forward.pid = None  # nothing more to forward to a process we kill
+        if started.get("stage_reaped"):
+            stage = None  # its pid may belong to someone else by now
+        for pid in (final, stage):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if stage:
+            _reap(stage)
+        if final and not opts.detach:
+            _reap(final)
+        raise
+    finally:
+        if forward is not None:
+            forward.restore()
+        for _, fd in namespaces:
+            os.close(fd)
+        if console_fd is not None:
+            os.close(console_fd)
+        if tty_sock is not None:
+            tty_sock.close()
+        if sock is not None:
+            sock.close()
+
+
+def _join_cgroups(mgr, sub_dirs: list[str], pid: int) -> None:
+    from .errors import CgroupError
+
+    try:
+        mgr.add_pid(pid)
+        for d in sub_dirs:
+            mgr.write(d, "cgroup.procs", pid)
+    except CgroupError as e:
+        raise ExecFailed(f"unable to start container process: error adding pid {pid} to cgroups: {e}") from None
+
+
+def _handshake(rt, sock, stage: int, mgr, sub_dirs, process, early_return: bool, paused: bool,
+               started: dict) -> int:
+    """Answer the stage until the process has exec'd; return its pid (in our pid namespace), also
+    recorded in ``started["pid"]`` as soon as it is known."""
+    from .errors import InitError
+
+    final = None
+    ready = False
+    while True:
+        try:
+            msg, extra = sync.recv(sock)
+        except (sync.ProtocolError, ConnectionResetError) as e:
+            if final is not None and ready:
+                return final  # EOF after READY: execve closed the stage's socket
+            if final is not None:
+                raise ExecFailed("unable to start container process: the process exited before exec") from None
+            raise ExecFailed(f"unable to start container process: {e}") from None
+        for fd in extra:
+            os.close(fd)
+        kind = msg["type"]
+        if kind == sync.ERROR:
+            raise ExecFailed(f"unable to start container process: {msg['msg']}")
+        if kind == sync.WARNING:
+            rt.log.warning(msg["msg"])
+        elif kind == sync.PID:
+            final = started["pid"] = int(msg["pid"])
+            _reap(stage)
+            started["stage_reaped"] = True
+            if mgr is not None and paused:
+                _join_cgroups(mgr, sub_dirs, final)  # frozen from here until `resume`
+            _host_side_limits(final, process)
+            try:
+                sync.send(sock, sync.CGROUP_DONE, pid=final)
+            except OSError:
+                continue  # it died already: its ERROR (or EOF) is next in the queue
+            if early_return:
+                return final
+        elif kind == sync.READY:
+            if final is None:
+                raise InitError("exec stage: READY before PID")
+            ready = True
+
+
+def _host_side_limits(pid: int, process) -> None:
+    """rlimits and oom_score_adj, set from here: the process may be in a user namespace where it could
+    not raise them itself."""
+    import resource
+
+    from .plan import RLIMITS
+
+    for r in process.rlimits:
+        soft = resource.RLIM_INFINITY if r.soft >= 2**63 else r.soft
+        hard = resource.RLIM_INFINITY if r.hard >= 2**63 else r.hard
+        try:
+            resource.prlimit(pid, RLIMITS[r.type], (soft, hard))
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) else str(e)
+            raise ExecFailed(f"unable to start container process: setrlimit {r.type} soft={r.soft} "
+                             f"hard={r.hard}: {reason}") from None
+    if process.oomScoreAdj is not None:
+        try:
+            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                f.write(str(process.oomScoreAdj))
+        except OSError as e:
+            raise ExecFailed(f"unable to start container process: write oom_score_adj: {e.strerror}") from None
+
+
+class Forwarder:
+    """Forward the signals we receive to ``pid``; hold them until it is known."""
+
+    def __init__(self, sigs=FORWARDED):
+        self.pid: int | None = None
+        self.pending: list[int] = []
+        self.old = {sig: signal.signal(sig, self._on) for sig in sigs}
+
+    def _on(self, sig, _frame) -> None:
+        if self.pid is None:
+            self.pending.append(sig)
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def target(self, pid: int) -> None:
+        self.pid = pid
+        pending, self.pending = self.pending, []
+        for sig in pending:
+            self._on(sig, None)
+
+    def restore(self) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        self.old = {}
+
+
+def wait_foreground(pid: int) -> int:
+    """Wait for the process, reaping other orphans re-parented to us; return its status.  (Signals are
+    forwarded by the caller's :class:`Forwarder`.)"""
+    from .tty import exit_status
+
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return EXIT_FAILED
+        if got == pid:
+            return exit_status(status)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

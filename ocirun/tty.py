@@ -1,0 +1,261 @@
+"""The foreground terminal of `run` and `exec` when no ``--console-socket`` is given.
+
+The pty is made inside the container (:mod:`ocirun.terminal`), and its master
+comes back to us over a socket as it would to conmon or the containerd shim:
+:class:`ConsoleListener` (a socket path, for `create`'s launcher) or
+:func:`console_pair` (a socketpair, for `exec`).  :func:`attach` then does what
+runc does in the foreground: the caller's terminal goes raw, bytes are copied both
+ways, its size follows SIGWINCH, other signals are forwarded to the process, and
+the terminal is restored when the process exits.
+"""
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import termios
+
+#: Signals passed on to the process (SIGWINCH is handled here: it resizes the pty instead).
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGCONT, signal.SIGALRM)
+DRAIN_IDLE = 0.2  # seconds without output after the exit before we stop copying
+
+
+def recv_master(sock: socket.socket) -> int:
+    """Receive the pty master sent by :func:`ocirun.terminal.setup_console` (name + SCM_RIGHTS)."""
+    fds = array.array("i")
+    _data, anc, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(4 * fds.itemsize))
+    for level, typ, cdata in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])
+    if not fds:
+        raise OSError(errno.EPROTO, "console: no pty master received")
+    for extra in fds[1:]:
+        os.close(extra)
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def console_pair() -> tuple[socket.socket, int]:
+    """(our end, the fd to hand to the init stage as its console socket)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return ours, theirs.detach()
+
+
+class ConsoleListener:
+    """A console socket in a private temporary directory (0700), removed on :meth:`close`."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="ocirun-tty-")
+        self.path = os.path.join(self.dir, "console.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+
+    def accept_master(self, timeout: float = 10.0) -> int:
+        self.sock.settimeout(timeout)
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(timeout)
+            return recv_master(conn)
+
+    def close(self) -> None:
+        import shutil
+
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def get_size(fd: int) -> tuple[int, int] | None:
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return None
+    return rows, cols
+
+
+def set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def make_raw(attrs: list) -> list:
+    """cfmakeraw(3) on a tcgetattr list."""
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
+    iflag &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP | termios.INLCR
+               | termios.IGNCR | termios.ICRNL | termios.IXON)
+    oflag &= ~termios.OPOST
+    lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
+    cflag = (cflag & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
+    cc = list(cc)
+    cc[termios.VMIN] = 1
+    cc[termios.VTIME] = 0
+    return [iflag, oflag, cflag, lflag, ispeed, ospeed, cc]
+
+
+def exit_status(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128 + the signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def attach(master: int, pid: int, stdin: int = 0, stdout: int = 1, forward=FORWARDED) -> int:
+    """Bridge the caller's terminal and ``master`` until ``pid`` (our child) exits; return its status.
+
+    Any other child that exits meanwhile (orphans re-parented to a subreaper) is reaped too.
+    """
+    saved = None
+    if os.isatty(stdin):
+        saved = termios.tcgetattr(stdin)
+    size_from = stdin if os.isatty(stdin) else stdout if os.isatty(stdout) else None
+
+    def resize(*_):
+        if size_from is not None:
+            size = get_size(size_from)
+            if size and size != (0, 0):
+                try:
+                    set_size(master, *size)
+                except OSError:
+                    pass
+
+    def fwd(sig, _frame):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_handlers = {}
+    old_wakeup = None
+    try:
+        for sig in forward:
+            old_handlers[sig] = signal.signal(sig, fwd)
+        old_handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resize)
+        old_handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *_: None)
+        old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSANOW, make_raw(saved))
+        resize()
+        os.set_blocking(master, False)
+        return _pump(master, pid, stdin, stdout, wake_r)
+    finally:
+        if saved is not None:
+            try:
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            except termios.error:
+                pass
+        if old_wakeup is not None:
+            signal.set_wakeup_fd(old_wakeup)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _pump(master: int, pid: int, stdin: int, stdout: int, wake: int) -> int:
+    status = None
+    watch_in = True
+    pending = b""  # input not yet accepted by the pty
+    alive = True  # False once the master reads EIO: no slave left open
+    while True:
+        if status is None:
+            status = _reap(pid)
+        if status is not None:
+            if alive:
+                _drain(master, stdout)
+            return status
+        rlist = [wake] + ([master] if alive else []) + ([stdin] if watch_in and not pending else [])
+        wlist = [master] if pending and alive else []
+        try:
+            r, w, _ = select.select(rlist, wlist, [], 1.0)
+        except InterruptedError:
+            continue
+        if wake in r:
+            try:
+                os.read(wake, 512)
+            except BlockingIOError:
+                pass
+        if master in r:
+            try:
+                data = os.read(master, 65536)
+            except BlockingIOError:
+                data = b""
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                data, alive = b"", False
+            if data:
+                _write_all(stdout, data)
+        if stdin in r:
+            try:
+                data = os.read(stdin, 65536)
+            except OSError:
+                data = b""
+            if data:
+                pending = data
+            else:
+                watch_in = False  # EOF: stop reading (the process keeps its terminal)
+        if pending and master in w:
+            try:
+                n = os.write(master, pending)
+                pending = pending[n:]
+            except BlockingIOError:
+                pass
+            except OSError:
+                pending = b""
+
+
+def _reap(pid: int) -> int | None:
+    """Reap every exited child; return ``pid``'s status if it was among them."""
+    found = None
+    while True:
+        try:
+            got, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found if found is not None else 255
+        if got == 0:
+            return found
+        if got == pid:
+            found = exit_status(status)
+
+
+def _drain(master: int, stdout: int) -> None:
+    """Copy what the process left in the pty, until EIO (no slave left) or it stays quiet."""
+    while True:
+        r, _, _ = select.select([master], [], [], DRAIN_IDLE)
+        if not r:
+            return
+        try:
+            data = os.read(master, 65536)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        _write_all(stdout, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        except OSError:
+            return  # the caller's terminal went away: keep serving the process
+        data = data[n:]
