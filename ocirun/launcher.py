@@ -8,7 +8,6 @@ caller asked us to pass on (``--preserve-fds``).
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from .records import Record
@@ -16,6 +15,7 @@ from .records import Record
 from . import SPEC_VERSION, sync
 from .config import Spec
 from .errors import HookError, InitError, OciError
+from .signals import SIGKILL
 from .init import ENV_INITPIPE
 from .state import ContainerState, StateDir, read_start_time
 
@@ -160,11 +160,11 @@ def _undo(s1: int, s2: int | None, cgroup) -> None:
     """Kill whatever the init stage became and reap it; remove its cgroup."""
     if s2:
         try:
-            os.kill(s2, signal.SIGKILL)
+            os.kill(s2, SIGKILL)
         except ProcessLookupError:
             pass
     try:
-        os.kill(s1, signal.SIGKILL)
+        os.kill(s1, SIGKILL)
     except ProcessLookupError:
         pass
     _reap(s1)
@@ -172,7 +172,7 @@ def _undo(s1: int, s2: int | None, cgroup) -> None:
         _wait_gone(s2)
     if cgroup is not None:
         try:
-            cgroup.kill_all(signal.SIGKILL)
+            cgroup.kill_all(SIGKILL)
         except Exception:
             pass
         cgroup.destroy()

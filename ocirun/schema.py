@@ -18,8 +18,8 @@ before ``required`` and ``ociVersion`` first: a refused version is the first thi
 As in draft-04, a schema with ``$ref`` is replaced by its target (sibling keywords are ignored).
 Integers are ``int`` only (not ``bool``, not ``1.0``), as draft-04 and Go's decoder see them.
 
-Schemas are read once per process (plain ``json.load``) and resolved references are cached. ``re`` is
-imported only when a pattern is first checked (``json`` imports it anyway, so this costs nothing extra).
+Schemas are read once per process (with :mod:`ocirun.fastjson`, which does not import ``re``) and
+resolved references are cached. ``re`` is imported only when a pattern is first checked.
 
 Measured on the dev box (Python 3.11, 2 CPUs, bytecode cached): ``python -X importtime -c 'import
 ocirun.schema'`` shows 0.3 ms for this module itself (2 ms cumulative, nearly all of it ``json``, which
@@ -27,8 +27,16 @@ config.py imports anyway; without a .pyc, as under PYTHONDONTWRITEBYTECODE=1, co
 Validating /work/shared/client-configs/podman-run-config.json takes 0.43 ms warm, and 2.5 ms the first
 time in a process (reading the four schema files and compiling the patterns included).
 """
-import json
 import os
+
+from .fastjson import loads as _loads
+
+
+def _dumps(value, **kw) -> str:
+    """json.dumps for error messages only (json is imported on the error path, not on every create)."""
+    import json
+
+    return json.dumps(value, **kw)
 
 #: The keywords implemented below; any other key in a schema is ignored (tests keep spec/ inside this set).
 SUPPORTED = frozenset({
@@ -93,7 +101,7 @@ def _document(filename):
     doc = _docs.get(filename)
     if doc is None:
         with open(os.path.join(schema_dir(), filename), encoding="utf-8") as f:
-            doc = _docs[filename] = json.load(f)
+            doc = _docs[filename] = _loads(f.read())
     return doc
 
 
@@ -254,12 +262,12 @@ def _max_length(limit, schema, inst, path, base, errors):
 
 def _pattern(pattern, schema, inst, path, base, errors):
     if type(inst) is str and not _search(pattern, inst):
-        errors.append((path, f"{_show(inst)} does not match {json.dumps(pattern)}"))
+        errors.append((path, f"{_show(inst)} does not match {_dumps(pattern)}"))
 
 
 def _enum(allowed, schema, inst, path, base, errors):
     if not any(_equal(inst, choice) for choice in allowed):
-        errors.append((path, f"{_show(inst)} is not one of {json.dumps(allowed)}"))
+        errors.append((path, f"{_show(inst)} is not one of {_dumps(allowed)}"))
 
 
 def _all_of(subs, schema, inst, path, base, errors):
@@ -341,7 +349,7 @@ def _count(n, noun):
 
 def _show(value, limit=60):
     """The value as JSON, cut to one short line."""
-    text = json.dumps(value, ensure_ascii=False)
+    text = _dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -360,5 +368,5 @@ def _format_path(path):
         elif key.isidentifier():
             out.append(f".{key}" if out else key)
         else:
-            out.append(f"[{json.dumps(key, ensure_ascii=False)}]")
+            out.append(f"[{_dumps(key, ensure_ascii=False)}]")
     return "".join(out)

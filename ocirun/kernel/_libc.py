@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -37,7 +36,7 @@ _SYSCALLS = {
     },
 }
 
-ARCH = platform.machine()
+ARCH = os.uname().machine  # not platform.machine(): the platform module imports re
 try:
     NR = _SYSCALLS[ARCH]
 except KeyError:  # pragma: no cover - only on unsupported hardware
