@@ -362,7 +362,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
 
             # The process is the stage's child: when the stage exits it must come to us.
             k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-        stage, sock = launcher.spawn_init({ENV_INITMODE: "exec"})
+        stage, sock = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds)
         if mgr is not None and not paused:
             _join_cgroups(mgr, sub_dirs, stage)  # before the stage forks: the process inherits it
         fds, fd_index = [], {}

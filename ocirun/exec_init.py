@@ -87,14 +87,10 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
 
 
 def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, joined_user, msg) -> None:
-    import signal
-
     from . import security
-    from .init import exec_process
+    from .init import _prepare_exec_state, exec_process
 
-    # A parent that stopped listening (`exec --detach` of a paused container) must not kill us with
-    # SIGPIPE; exec_process resets every signal before execve.
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # (A parent that stopped listening cannot kill us with SIGPIPE: sync.send uses MSG_NOSIGNAL.)
     # [3] The parent sets our rlimits and oom_score_adj (it still has the host's privileges) and,
     # for a paused container, moves us into the cgroup now.
     done, _ = sync.recv(sock, sync.CGROUP_DONE)
@@ -114,6 +110,9 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
     env = _with_home(process)
     setgroups = opts.get("setgroups", True)
     path = security.preflight(process, setgroups)
+    # Before any seccomp filter (it may forbid close_range or rt_sigaction): fds close-on-exec,
+    # signals back to defaults.
+    _prepare_exec_state(opts.get("preserve_fds", 0))
 
     if seccomp is not None and not process.noNewPrivileges:
         _load_seccomp(seccomp, listener, msg)  # without NNP the filter needs CAP_SYS_ADMIN: load it now

@@ -39,13 +39,21 @@ def loads(data: bytes | str):
         i += 1
     try:
         value, end = _scan(text, i)
-    except StopIteration as e:
-        raise ValueError(f"invalid JSON at offset {e.value}") from None
+    except (StopIteration, SystemError):
+        # The C scanner reports syntax errors through json.decoder.JSONDecodeError, which it only
+        # finds if json is already imported (else: SystemError).  Errors are rare: let json say it.
+        return _slow_loads(text)
     while end < n and text[end] in _WS:
         end += 1
     if end != n:
-        raise ValueError(f"extra data at offset {end}")
+        return _slow_loads(text)
     return value
+
+
+def _slow_loads(text: str):
+    import json
+
+    return json.loads(text)  # raises json.JSONDecodeError (a ValueError) with line and column
 
 
 _quote = _json.encode_basestring_ascii

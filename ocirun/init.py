@@ -288,6 +288,9 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     # [8] From here errors go to `start` over its connection.  Privileges in the order that keeps each
     # step possible (see ocirun.security), startContainer hooks, seccomp as late as possible, execve.
     try:
+        # Before any seccomp filter is loaded (it may forbid close_range or rt_sigaction): every
+        # fd above stdio and --preserve-fds becomes close-on-exec, signals go back to defaults.
+        _prepare_exec_state(opts.get("preserve_fds", 0))
         security.apply_rlimits(process)
         if seccomp is not None and not process.noNewPrivileges:
             # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
@@ -350,14 +353,10 @@ def _fail_after_start(text: str) -> None:
     os._exit(1)
 
 
-def exec_process(path: str, args: list[str], env: list[str], preserve_fds: int) -> None:
-    """Close what the process must not see, restore signal state, execve."""
-    envp = {}
-    for e in env:
-        key, _, value = e.partition("=")
-        envp[key] = value
-    # Every fd above stdio + preserved ones becomes close-on-exec: no host fd reaches the
-    # container (CVE-2024-21626 class), including ones we do not know about.
+def _prepare_exec_state(preserve_fds: int) -> None:
+    """Every fd above stdio + preserved ones becomes close-on-exec: no host fd reaches the
+    container (CVE-2024-21626 class), including ones we do not know about; signal
+    dispositions and mask go back to the defaults (Python ignores SIGPIPE and SIGXFSZ)."""
     k.close_range(3 + preserve_fds, 0xFFFFFFFF, 4)  # CLOSE_RANGE_CLOEXEC
     for i in range(3, 3 + preserve_fds):
         try:
@@ -365,6 +364,17 @@ def exec_process(path: str, args: list[str], env: list[str], preserve_fds: int) 
         except OSError:
             pass
     k.reset_signals()
+
+
+def exec_process(path: str, args: list[str], env: list[str], preserve_fds: int) -> None:
+    """execve the user program; fds and signals were prepared by _prepare_exec_state.
+
+    Anything opened since (hooks' pipes, the seccomp listener) was opened close-on-exec.
+    """
+    envp = {}
+    for e in env:
+        key, _, value = e.partition("=")
+        envp[key] = value
     os.execve(path, args, envp)
 
 

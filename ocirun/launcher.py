@@ -39,17 +39,31 @@ def interpreter() -> str:
     return os.path.realpath(sys.executable)
 
 
-def spawn_init(extra_env: dict | None = None) -> tuple:
+def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0) -> tuple:
+    """Start the init stage; return (pid, our end of the sync socket).
+
+    What it inherits is exactly stdio, ``--preserve-fds`` and the sync socket: every other fd
+    the caller left open is made close-on-exec first (CVE-2024-21626: an engine's leaked
+    directory fd would otherwise be reachable as ``/proc/self/fd/N`` from the container).
+    It runs from a read-only bind of the interpreter (pathsafe.readonly_exe), so its
+    /proc/<pid>/exe cannot be reopened for writing from inside (CVE-2019-5736).
+    """
+    from .kernel import linux as k
+    from .pathsafe import readonly_exe
+
+    k.close_range(3 + preserve_fds, 0xFFFFFFFF, 4)  # CLOSE_RANGE_CLOEXEC
     parent, child = sync.pair()
     os.set_inheritable(child.fileno(), True)
     env = {ENV_INITPIPE: str(child.fileno())}
     if extra_env:
         env.update(extra_env)
     exe = interpreter()
+    ro = readonly_exe(exe)
     try:
-        pid = os.posix_spawn(exe, [exe, "-I", "-S", "-c", BOOT], env)
+        pid = os.posix_spawn(f"/proc/self/fd/{ro}", [exe, "-I", "-S", "-c", BOOT], env)
     finally:
         child.close()
+        os.close(ro)
     return pid, parent
 
 
@@ -65,7 +79,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
     seccomp_wire = _compile_seccomp(spec, log)
     console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
     start_sock = _listen(sd)
-    s1, sock = spawn_init()
+    s1, sock = spawn_init(preserve_fds=opts.preserve_fds)
     s2 = None
     cgroup = None
     try:

@@ -97,6 +97,11 @@ def preflight(process: Process, setgroups_allowed: bool = True) -> str:
             os.chdir(process.cwd)
         except OSError as e:
             raise OSError(e.errno, f"chdir to cwd ({process.cwd!r}) set in config.json failed: {e.strerror}") from None
+        try:
+            os.getcwd()  # fails when the cwd lies outside our root (a leaked host directory)
+        except OSError:
+            raise OSError(1, f"cwd {process.cwd!r} is outside the container: possible container breakout detected") \
+                from None
         return lookup_exec(process.args[0], process.env, process.cwd)
     finally:
         if switch:

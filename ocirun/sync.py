@@ -65,10 +65,9 @@ def send(sock, kind: str, fds: list[int] | None = None, **payload) -> None:
         payload["msg"] = str(payload.get("msg", ""))[:MAX_ERROR]
     payload["type"] = kind
     data = dumps(payload).encode()
-    if fds:
-        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        sock.sendall(data)
+    # MSG_NOSIGNAL: a peer that went away is an EPIPE error here, never a SIGPIPE.
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([data], anc, socket.MSG_NOSIGNAL)
 
 
 def recv(sock, expect: str | None = None) -> tuple[dict, list[int]]:

@@ -106,8 +106,6 @@ def test_created_init_exe_unreachable_without_ptrace(oci):
     assert os.waitstatus_to_exitcode(status) == 0, "the created init's /proc/<pid>/exe is reachable: dumpable"
 
 
-@pytest.mark.xfail(strict=True, reason="needs the launcher to exec the interpreter from a read-only "
-                                       "mount (docs/security.md, CVE-2019-5736)")
 def test_init_runs_from_a_read_only_interpreter(oci):
     """Defence in depth for the `#!/proc/self/exe` variant of CVE-2019-5736: a process that gets the
     runtime's exe (a script run by `exec` whose interpreter is /proc/self/exe) reopens it for

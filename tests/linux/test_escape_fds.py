@@ -54,7 +54,6 @@ def test_cwd_proc_self_fd_stays_inside(oci):
         oci("delete", "--force", f"c{n}")
 
 
-@pytest.mark.xfail(strict=True, reason=LEAK_FIX)
 def test_cwd_through_fd_leaked_by_the_caller(oci, tmp_path):
     """An engine that leaks a directory fd to us must not hand the container a way out through it."""
     host = tmp_path / "host-dir"
@@ -102,7 +101,6 @@ def _init_fds(pid: int) -> dict[int, str]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason=LEAK_FIX)
 def test_created_init_holds_no_directory(oci, tmp_path):
     """While `created`, the init stage (our interpreter) holds no directory fd: nothing that a
     /proc/self/fd/N cwd could walk into, even if the caller leaked one to us."""

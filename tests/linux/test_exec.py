@@ -272,7 +272,8 @@ def test_refuses_paused_container_unless_ignore_paused(box, tmp_path):
     oci, _ = box
     from ocirun.cgroups import Manager
 
-    mgr = Manager.from_state(StateDir(oci.root, C).load().cgroup)
+    own = StateDir(oci.root, C).load().cgroup
+    mgr = Manager.from_state(own)
     mgr.freeze()
     pid = None
     try:
@@ -287,7 +288,7 @@ def test_refuses_paused_container_unless_ignore_paused(box, tmp_path):
         time.sleep(0.3)
         assert oci("exec", "--ignore-paused", "-d", C, "true").returncode == 0
         with open(f"/proc/{pid}/cgroup") as f:
-            assert f"/{C}" in f.read()
+            assert own["path"] in f.read()
     finally:
         mgr.thaw()
     if pid:
@@ -312,8 +313,9 @@ def test_sub_cgroup(box, tmp_path):
         pid = int(pidfile.read_text())
         with open(f"/proc/{pid}/cgroup") as f:
             lines = f.read().splitlines()
-        assert any(":pids:" in line and line.endswith(f"/{C}/sub") for line in lines), lines
-        assert any(":memory:" in line and line.endswith(f"/{C}") for line in lines), lines
+        own = st.cgroup["path"]
+        assert any(":pids:" in line and line.endswith(f"{own}/sub") for line in lines), lines
+        assert any(":memory:" in line and line.endswith(own) for line in lines), lines
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid)
         proc = oci("exec", "--cgroup", "pids:nosuch", C, "true")

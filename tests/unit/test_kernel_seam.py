@@ -31,14 +31,14 @@ def test_root_propagation_before_pivot(monkeypatch, prop, expected):
 def test_bind_mount_sets_attributes_while_detached(monkeypatch, tmp_path):
     from ocirun.plan import MountOp
 
-    fk = FakeKernel(monkeypatch)
+    fk = FakeKernel(monkeypatch, {"fstatfs": (0x58465342, 0)})  # the target is on xfs, not procfs
     monkeypatch.setattr("ocirun.pathsafe.is_dir_fd", lambda fd: True)
     monkeypatch.setattr("ocirun.pathsafe.create_target", lambda rootfd, dest, is_dir: 555)
     monkeypatch.setattr("os.close", lambda fd: None)
     op = MountOp(destination="/data", source="/src", fstype="none", flags=k.MS_BIND | k.MS_REC | k.MS_RDONLY
                  | k.MS_NOSUID, bind=True, rec_set=k.MOUNT_ATTR_NOEXEC)
     rootfs.bind_mount(3, op)
-    assert fk.names() == ["open_tree", "mount_setattr", "mount_setattr", "move_mount"]
+    assert fk.names() == ["open_tree", "mount_setattr", "mount_setattr", "fstatfs", "move_mount"]
     tree = fk.of("mount_setattr")[0][0]
     assert fk.of("mount_setattr")[0][3] == k.MOUNT_ATTR_RDONLY | k.MOUNT_ATTR_NOSUID  # top mount only
     assert fk.of("mount_setattr")[1][2] & k.AT_RECURSIVE and fk.of("mount_setattr")[1][3] == k.MOUNT_ATTR_NOEXEC
