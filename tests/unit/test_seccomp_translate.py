@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,8 @@ NOTIFY, TRACE, LOG, ALLOW = 0x7FC00000, 0x7FF00000, 0x7FFC0000, 0x7FFF0000
 NE, LT, LE, EQ, GE, GT, MASKED_EQ = range(1, 8)
 X86_64, X86, X32 = 0xC000003E, 0x40000003, 0x4000003E
 
-DOCKER = "/work/shared/client-configs/docker-run-config.json"
+#: Docker's default profile, from the shared folder beside the repository (skipped when absent)
+DOCKER = str(Path(__file__).resolve().parents[3] / "shared" / "client-configs" / "docker-run-config.json")
 
 
 class FakeLib:
