@@ -104,7 +104,9 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
     os.setsid()
     if process.terminal:
         # /dev/ptmx is the container's (we are in its mount namespace): the slave lives in its devpts.
-        _setup_console(console, process.consoleSize)
+        from .terminal import setup_console  # imported before the setns by _preimport
+
+        setup_console(console, process.consoleSize, bind=False)
     elif console is not None:
         os.close(console)
     env = _with_home(process)
@@ -145,44 +147,14 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         raise OSError(e.errno, f'exec: "{process.args[0]}": {(e.strerror or str(e)).lower()}') from None
 
 
-def _setup_console(console_sock: int | None, size: dict | None) -> None:
-    """A new pty for the process, its master sent to the console socket, the slave as our stdio and
-    controlling terminal.  Unlike the init's (:func:`ocirun.terminal.setup_console`) it is not bound
-    onto /dev/console: that belongs to the container's init."""
-    import array
-    import fcntl
-    import socket
-    import termios
-
-    from .terminal import set_size
-
-    if console_sock is None:
-        raise OSError(22, "process.terminal is true but no console socket was given")
-    master, slave = os.openpty()
-    try:
-        if size:
-            set_size(slave, size.get("height", 0), size.get("width", 0))
-        sock = socket.socket(fileno=console_sock)
-        try:
-            name = os.ttyname(slave).encode()
-            sock.sendmsg([name], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
-        finally:
-            sock.close()
-    finally:
-        os.close(master)
-    for fd in (0, 1, 2):
-        os.dup2(slave, fd)
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    if slave > 2:
-        os.close(slave)
-
-
 def _preimport(process, msg: dict) -> None:
-    import array, errno, fcntl, json, signal, socket, stat, struct, termios  # noqa: F401,E401
+    import errno, fcntl, stat, struct  # noqa: F401,E401
 
     from . import init, pathsafe, security  # noqa: F401
     from .security import ExecError  # noqa: F401
     if process.terminal:
+        import array, socket, termios  # noqa: F401,E401
+
         from . import terminal  # noqa: F401
     if msg.get("seccomp"):
         from . import seccomp  # noqa: F401

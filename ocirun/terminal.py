@@ -14,7 +14,10 @@ import struct
 import termios
 
 
-def setup_console(console_sock: int | None, size: dict | None) -> None:
+def setup_console(console_sock: int | None, size: dict | None, bind: bool = True) -> None:
+    """Make the pty, send its master to the console socket, make the slave our stdio and
+    controlling terminal.  ``bind``: also bind it onto /dev/console (the container's init does;
+    an `exec`'d process must not take the init's console)."""
     if console_sock is None:
         raise OSError(22, "process.terminal is true but no --console-socket was given")
     master, slave = os.openpty()
@@ -29,7 +32,8 @@ def setup_console(console_sock: int | None, size: dict | None) -> None:
             sock.close()
     finally:
         os.close(master)
-    bind_console(slave)
+    if bind:
+        bind_console(slave)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
