@@ -461,8 +461,19 @@ def format_report(summary: dict, rat: dict, arm_names: list[str], target_arm: st
 
 def importtime(ocirun: str, root: str, cid: str, top: int = 15) -> str:
     """``python -X importtime`` of ``ocirun state``: total and the slowest cumulative imports."""
+    # The launcher may run Python with -I/-E (``#!.../python -IS``), which ignores PYTHONPROFILEIMPORTTIME:
+    # when it is a Python script, call its interpreter with the shebang's flags plus ``-X importtime``.
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
-    p = subprocess.run([ocirun, "--root", root, "state", cid], capture_output=True, text=True, env=env,
+    cmd = [ocirun]
+    try:
+        with open(ocirun, "rb") as f:
+            first = f.readline(4096).decode("utf-8", "replace")
+    except OSError:
+        first = ""
+    if first.startswith("#!") and "python" in first:
+        shebang = first[2:].split()
+        cmd = [*shebang, "-X", "importtime", ocirun]
+    p = subprocess.run([*cmd, "--root", root, "state", cid], capture_output=True, text=True, env=env,
                        timeout=60, start_new_session=True)
     rows = []
     for ln in p.stderr.splitlines():

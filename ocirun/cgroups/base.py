@@ -14,6 +14,7 @@ from .. import signals as _signal  # a static table: `signal` imports enum
 import time
 
 from ..errors import CgroupError
+from .paths import DEFAULT_PARENT
 
 class _LazyLog:
     """``logging.getLogger("ocirun.cgroups")``, imported on the first message (logging costs ~15 ms)."""
@@ -134,6 +135,10 @@ class Manager:
             try:
                 os.mkdir(cur, 0o755)
             except FileExistsError:
+                if os.path.relpath(cur, mount) == DEFAULT_PARENT.lstrip("/"):
+                    # ocirun's own default parent: whoever made it, the last container to go removes
+                    # it (destroy ignores EBUSY/ENOTEMPTY on ancestors still in use).
+                    self.created.append(cur)
                 continue
             except OSError as e:
                 err = CgroupError(f"mkdir {cur}: {e.strerror}")
