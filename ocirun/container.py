@@ -148,6 +148,8 @@ class Runtime:
                 raise
             if st.status != STOPPED:
                 if not force:
+                    if st.status == "creating":
+                        raise InvalidState(f"cannot delete container {cid} while it is being created")
                     raise InvalidState(f"cannot delete container {cid} that is not stopped: {st.status}")
                 self._kill_and_wait(st)
             self._destroy(sd, st, _saved_hooks(st))

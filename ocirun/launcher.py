@@ -84,6 +84,9 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
     cgroup = None
     try:
         cgroup = _setup_cgroup(spec, sd.id, s1, opts, st)
+        # Record what we made before going on: if this process is killed mid-way, the state says
+        # "creating" and names the cgroup, so `delete --force` can still remove everything.
+        sd.save(st)
         # fds travel with CONFIG; ``fd_index`` names each one's position in the message.
         fds = [start_sock.fileno()]
         fd_index = {"start": 0}

@@ -197,3 +197,37 @@ def test_spec_command_writes_runc_default(tmp_path):
     assert spec["process"]["args"] == ["sh"] and spec["root"]["path"] == "rootfs"
     again = subprocess.run([OCIRUN, "spec", "-b", str(tmp_path)], capture_output=True, text=True)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_create_killed_midway_leaves_nothing_after_delete_force(oci):
+    """A `create` killed while the init stage waits (here: in a prestart hook) leaves a state that
+    says "creating" and names the cgroup; `delete --force` removes the processes, cgroup and dir."""
+    import subprocess
+
+    from .conftest import OCIRUN
+
+    spec = oci.config(args=("true",))
+    spec["hooks"] = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]}
+    oci.write(spec)
+    p = subprocess.Popen([OCIRUN, "--root", oci.root, "create", "-b", oci.bundle, "c1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cg = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and cg is None:
+        try:
+            with open(os.path.join(oci.root, "c1", "state.json")) as f:
+                cg = json.load(f)["cgroup"]["paths"]["pids"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.02)
+    assert cg and os.path.isdir(cg)
+    time.sleep(0.3)
+    p.kill()
+    p.wait()
+    assert oci.state("c1")["status"] == "creating"
+    assert oci("delete", "c1").returncode == 1  # not without --force
+    oci("delete", "--force", "c1", check=True)
+    assert not os.path.exists(os.path.join(oci.root, "c1"))
+    deadline = time.monotonic() + 5
+    while os.path.isdir(cg) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.isdir(cg)
