@@ -119,18 +119,7 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
     if seccomp is not None and not process.noNewPrivileges:
         _load_seccomp(seccomp, listener, msg)  # without NNP the filter needs CAP_SYS_ADMIN: load it now
         seccomp = None
-    if process.capabilities is not None:
-        security.drop_bounding(masks["bounding"], last_cap)
-    security.set_user(process, setgroups_allowed=setgroups)
-    _chdir(process.cwd)
-    if process.capabilities is not None:
-        security.apply_caps(masks, last_cap)
-    if process.noNewPrivileges:
-        security.no_new_privs()
-    if process.scheduler or process.ioPriority or process.execCPUAffinity:
-        from .sched import apply_process_scheduling
-
-        apply_process_scheduling(process)
+    security.become_process(process, masks, last_cap, setgroups, _chdir)
     if process.apparmorProfile:
         _apparmor_exec(process.apparmorProfile)
     if seccomp is not None:

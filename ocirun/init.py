@@ -296,18 +296,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
             # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
             _load_seccomp(seccomp, msg, handles.get("listener"))
             seccomp = None
-        if process.capabilities is not None:
-            security.drop_bounding(masks["bounding"], last_cap)
-        security.set_user(process, setgroups_allowed=setgroups)
-        os.chdir(process.cwd)
-        if process.capabilities is not None:
-            security.apply_caps(masks, last_cap)
-        if process.noNewPrivileges:
-            security.no_new_privs()
-        if process.scheduler or process.ioPriority or process.execCPUAffinity:
-            from .sched import apply_process_scheduling
-
-            apply_process_scheduling(process)
+        security.become_process(process, masks, last_cap, setgroups, os.chdir)
         if spec.hooks.startContainer:
             from .hooks import run_phase
 

@@ -71,6 +71,25 @@ def apply_caps(masks: dict[str, int], last_cap: int) -> None:
                 pass
 
 
+def become_process(process: Process, masks: dict[str, int], last_cap: int, setgroups_allowed: bool,
+                   chdir=os.chdir) -> None:
+    """The privilege switch shared by the container's init and `exec`, in the only order that works:
+    bounding set (needs CAP_SETPCAP) → user with KEEPCAPS → cwd (as the user) → capability sets and
+    ambient → no_new_privs → scheduling.  Seccomp is the caller's: where it goes depends on NNP."""
+    if process.capabilities is not None:
+        drop_bounding(masks["bounding"], last_cap)
+    set_user(process, setgroups_allowed=setgroups_allowed)
+    chdir(process.cwd)
+    if process.capabilities is not None:
+        apply_caps(masks, last_cap)
+    if process.noNewPrivileges:
+        no_new_privs()
+    if process.scheduler or process.ioPriority or process.execCPUAffinity:
+        from .sched import apply_process_scheduling
+
+        apply_process_scheduling(process)
+
+
 def no_new_privs() -> None:
     k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
 

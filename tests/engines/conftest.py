@@ -1,0 +1,335 @@
+"""Engine integration suite: the real podman (+conmon) driving ocirun, and runc for comparison.
+
+Not part of the default run: everything here is skipped unless ``OCIRUN_ENGINE_TESTS=1``.
+Run it with ``OCIRUN_ENGINE_TESTS=1 .venv/bin/pytest tests/engines`` (root, see docs/engines.md).
+
+The session installs podman/conmon when missing (apt), then works in a private temporary
+directory only: its own containers.conf and storage.conf (graphroot, runroot, tmp_dir,
+static_dir, file locks, network config dir, events log), a private cgroup parent, and an
+offline busybox image imported from :func:`ocirun.bundle.make_rootfs`.  The finalizer
+removes every container and image, resets the store, unmounts what is left under the
+directory, removes the cgroup parent and the directory.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+
+import pytest
+
+ENABLED = os.environ.get("OCIRUN_ENGINE_TESTS") == "1"
+#: Seconds one test may take (podman calls have their own, shorter, timeouts).
+TEST_TIMEOUT = int(os.environ.get("OCIRUN_ENGINE_TEST_TIMEOUT", "120"))
+IMAGE = "localhost/bb:latest"
+#: Runtime binaries compared by the suite (podman's --runtime takes the path).
+RUNTIMES = {
+    "ocirun": os.environ.get("OCIRUN_ENGINE_OCIRUN", "/usr/local/bin/ocirun"),
+    "runc": os.environ.get("OCIRUN_ENGINE_RUNC", "/usr/sbin/runc"),
+}
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_collection_modifyitems(config, items):
+    if ENABLED:
+        return
+    skip = pytest.mark.skip(reason="engine tests: set OCIRUN_ENGINE_TESTS=1 (see docs/engines.md)")
+    for item in items:
+        if str(item.fspath).startswith(_HERE + os.sep):
+            item.add_marker(skip)
+
+
+class TestTimeout(Exception):
+    pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """A per-test wall-clock limit (no pytest-timeout in the venv): SIGALRM in the main thread."""
+    if not str(item.fspath).startswith(_HERE + os.sep):
+        yield
+        return
+
+    def _expired(signum, frame):
+        raise TestTimeout(f"test exceeded {TEST_TIMEOUT}s")
+
+    old = signal.signal(signal.SIGALRM, _expired)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# --------------------------------------------------------------------------- setup helpers
+
+def _apt_install(*pkgs: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", *pkgs]
+    if subprocess.run(cmd, env=env, capture_output=True, timeout=900).returncode == 0:
+        return
+    subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"apt-get install {' '.join(pkgs)} failed: {proc.stderr[-2000:]}")
+
+
+def _ensure_podman() -> None:
+    missing = [p for p in ("podman", "conmon") if shutil.which(p) is None]
+    if missing:
+        _apt_install("podman", "conmon")
+
+
+def _write(path: str, text: str) -> str:
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def _mounts_under(prefix: str) -> list[str]:
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = line.split()[4].replace("\\040", " ")
+            if mnt == prefix or mnt.startswith(prefix + "/"):
+                out.append(mnt)
+    return out
+
+
+def _cgroup_dirs(parent: str) -> list[str]:
+    """Every directory of the cgroup ``parent`` in every mounted hierarchy, deepest first."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
+                top = fields[4] + parent
+                if os.path.isdir(top):
+                    for dirpath, _dirs, _files in os.walk(top):
+                        found.append(dirpath)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+# --------------------------------------------------------------------------- the engine
+
+class Engine:
+    """The private podman installation shared by the session."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.root = os.path.join(base, "root")
+        self.runroot = os.path.join(base, "runroot")
+        self.cgroup_parent = f"/ocirun-engines-{os.getpid()}"
+        for d in ("root", "runroot", "tmp", "net", "volumes", "data"):
+            os.makedirs(os.path.join(base, d), exist_ok=True)
+        self.containers_conf = _write(os.path.join(base, "containers.conf"), f"""\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+netns = "none"
+
+[network]
+network_config_dir = "{base}/net"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{base}/events.log"
+lock_type = "file"
+tmp_dir = "{base}/tmp"
+static_dir = "{base}/root/libpod"
+volume_path = "{base}/volumes"
+runtime_supports_json = ["ocirun", "runc", "crun"]
+
+[engine.runtimes]
+ocirun = ["{RUNTIMES['ocirun']}"]
+""")
+        self.storage_conf = _write(os.path.join(base, "storage.conf"), f"""\
+[storage]
+driver = "overlay"
+graphroot = "{self.root}"
+runroot = "{self.runroot}"
+""")
+        self.env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": os.path.join(base, "data"),
+            "CONTAINERS_CONF": self.containers_conf,
+            "CONTAINERS_STORAGE_CONF": self.storage_conf,
+            "TMPDIR": os.path.join(base, "tmp"),
+            "LANG": "C.UTF-8",
+        }
+
+    def global_flags(self, runtime: str | None) -> list[str]:
+        flags = ["--root", self.root, "--runroot", self.runroot,
+                 "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+        if runtime:
+            flags += ["--runtime", runtime]
+        return flags
+
+    def call(self, args, runtime=None, timeout=60, input=None):
+        # stdio to files, not pipes: conmon/containers must not keep our pipes open.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.run(["podman", *self.global_flags(runtime), *args],
+                                  stdin=subprocess.DEVNULL if input is None else None,
+                                  input=input, stdout=out, stderr=err, text=True,
+                                  env=self.env, timeout=timeout, cwd=self.base)
+            out.seek(0)
+            err.seek(0)
+            proc.stdout, proc.stderr = out.read(), err.read()
+        return proc
+
+    def import_image(self) -> None:
+        from ocirun.bundle import make_rootfs
+
+        rootfs = make_rootfs(os.path.join(self.base, "rootfs"))
+        with open(os.path.join(rootfs, "etc", "passwd"), "a") as f:
+            f.write("user:x:1000:1000:user:/home:/bin/sh\n")
+        with open(os.path.join(rootfs, "etc", "group"), "a") as f:
+            f.write("user:x:1000:\n")
+        tarball = os.path.join(self.base, "rootfs.tar")
+        with tarfile.open(tarball, "w") as tar:
+            for name in sorted(os.listdir(rootfs)):
+                tar.add(os.path.join(rootfs, name), arcname=name)
+        proc = self.call(["import", "--change", "CMD=/bin/sh", tarball, IMAGE], timeout=120)
+        if proc.returncode != 0:
+            pytest.fail(f"podman import failed: {proc.stderr}")
+        shutil.rmtree(rootfs, ignore_errors=True)
+        os.unlink(tarball)
+
+    def cleanup(self) -> list[str]:
+        problems = []
+        self.call(["rm", "-af", "-t", "0"], timeout=120)
+        self.call(["rmi", "-af"], timeout=120)
+        proc = self.call(["system", "reset", "-f"], timeout=120)
+        if proc.returncode != 0:
+            problems.append(f"podman system reset: {proc.stderr.strip()}")
+        # conmon (or anything else) still running from our private directory: ours, stop it.
+        for pid in _pids_mentioning(self.base):
+            problems.append(f"process {pid} still running from {self.base}; killed")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for mnt in reversed(_mounts_under(self.base)):
+            problems.append(f"leftover mount {mnt}")
+            if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", mnt], capture_output=True)
+        for _ in range(20):
+            left = [d for d in _cgroup_dirs(self.cgroup_parent) if not _try_rmdir(d)]
+            if not left:
+                break
+            time.sleep(0.25)
+        else:
+            problems.append(f"cgroup dirs left: {left}")
+        shutil.rmtree(self.base, ignore_errors=True)
+        return problems
+
+
+def _try_rmdir(path: str) -> bool:
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def engine():
+    if os.geteuid() != 0:
+        pytest.skip("engine tests need root")
+    _ensure_podman()
+    base = tempfile.mkdtemp(prefix="ocirun-engines-", dir="/var/tmp")
+    eng = Engine(base)
+    try:
+        eng.import_image()
+        yield eng
+    finally:
+        problems = eng.cleanup()
+        if problems:
+            print("\nengine cleanup:", *problems, sep="\n  ")
+
+
+class Podman:
+    """podman bound to one runtime (``--runtime PATH`` on every call)."""
+
+    def __init__(self, engine: Engine, name: str, runtime: str):
+        self.engine = engine
+        self.name = name
+        self.runtime = runtime
+
+    def __call__(self, *args, timeout=60, input=None):
+        return self.engine.call(list(args), runtime=self.runtime, timeout=timeout, input=input)
+
+    def run(self, *args, timeout=60, input=None):
+        """``podman run`` with the suite's defaults: no network, private cgroup parent."""
+        return self("run", "--network", "none", "--cgroup-parent", self.engine.cgroup_parent,
+                    *args, timeout=timeout, input=input)
+
+    def ok(self, *args, timeout=60, input=None):
+        proc = self(*args, timeout=timeout, input=input)
+        assert proc.returncode == 0, _describe(self, args, proc)
+        return proc
+
+    def run_ok(self, *args, timeout=60):
+        proc = self.run(*args, timeout=timeout)
+        assert proc.returncode == 0, _describe(self, ("run", *args), proc)
+        return proc
+
+    def explain(self, args, proc) -> str:
+        return _describe(self, args, proc)
+
+    def inspect(self, name: str, fmt: str) -> str:
+        return self.ok("inspect", "--format", fmt, name).stdout.strip()
+
+    def wait_for(self, predicate, timeout=15.0, interval=0.1):
+        end = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value or time.monotonic() > end:
+                return value
+            time.sleep(interval)
+
+    def tty_command(self, *args) -> list[str]:
+        """argv that runs ``podman ARGS`` under ``script`` (a pty for podman's stdin/stdout)."""
+        import shlex
+
+        argv = ["podman", *self.engine.global_flags(self.runtime), *args]
+        return ["script", "-qec", shlex.join(argv), "/dev/null"]
+
+
+def _describe(pm: Podman, args, proc) -> str:
+    return (f"[{pm.name}] podman {' '.join(args)} -> rc {proc.returncode}\n"
+            f"stdout: {proc.stdout.strip()[-1500:]}\nstderr: {proc.stderr.strip()[-1500:]}")
+
+
+@pytest.fixture(params=sorted(RUNTIMES, reverse=True))
+def pm(request, engine):
+    name = request.param
+    path = RUNTIMES[name]
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"{name} not installed at {path}")
+    podman = Podman(engine, name, path)
+    yield podman
+    # Every test starts from an empty container list.
+    engine.call(["rm", "-af", "-t", "0"], runtime=path, timeout=120)
