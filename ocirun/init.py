@@ -154,15 +154,19 @@ def _preimport(spec) -> None:
     if any((spec.hooks.createContainer, spec.hooks.startContainer)):
         from . import hooks  # noqa: F401
         import subprocess  # noqa: F401
-    if spec.process.terminal:
+    if spec.linux.personality:
+        from . import plan  # noqa: F401
+    process = spec.process
+    if process is None:
+        return
+    if process.terminal:
         from . import terminal  # noqa: F401
     if spec.linux.seccomp:
         from . import seccomp  # noqa: F401
         from .kernel import seccomp as _kseccomp  # noqa: F401
         from .seccomp import model, notify  # noqa: F401
-    if spec.linux.personality or spec.process.scheduler or spec.process.ioPriority \
-            or spec.process.execCPUAffinity:
-        from . import plan, sched  # noqa: F401
+    if process.scheduler or process.ioPriority or process.execCPUAffinity:
+        from . import sched  # noqa: F401
 
 
 def _write_time_offsets(offsets: dict) -> None:
@@ -257,6 +261,14 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         k.personality(personality_value(linux.personality))
 
     process = spec.process
+    if process is None:
+        # runtime.md: create applies everything but process; `start` MUST then fail.
+        if console_sock is not None:
+            os.close(console_sock)
+        sync.send(sock, sync.READY)
+        sock.close()
+        _wait_for_start(start_sock)
+        _fail_after_start("process was not set in config.json: there is nothing to start")
     if process.terminal:
         from .terminal import setup_console
 

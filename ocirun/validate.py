@@ -34,7 +34,7 @@ def _check_root(spec: Spec) -> None:
 def _check_process(spec: Spec) -> None:
     p = spec.process
     if p is None:
-        _fail("process", "must be set (there is nothing to start)")
+        return  # allowed at create (runtime.md); `start` then fails
     if not p.args:
         _fail("process.args", "must contain at least one entry")
     if not p.cwd.startswith("/"):

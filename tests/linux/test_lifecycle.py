@@ -231,3 +231,16 @@ def test_create_killed_midway_leaves_nothing_after_delete_force(oci):
     while os.path.isdir(cg) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.isdir(cg)
+
+
+def test_create_without_process_then_start_fails(oci):
+    """runtime.md: create applies everything but process; start "MUST generate an error if process
+    was not set"."""
+    spec = oci.config()
+    del spec["process"]
+    oci.write(spec)
+    oci("create", "-b", oci.bundle, "c1", check=True)
+    assert oci.state("c1")["status"] == "created"
+    proc = oci("start", "c1")
+    assert proc.returncode == 1 and "process was not set" in proc.stderr
+    assert oci("state", "c1").returncode == 1  # stopped and destroyed (step 12)
