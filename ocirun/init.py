@@ -215,6 +215,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     rootfs.mount_dev_defaults(rootfd, userns, dev_is_bind)
     for d in linux.devices:
         rootfs.create_device(rootfd, d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid, userns)
+    rootfs.dev_links(rootfd, dev_is_bind)
 
     # [5] Hooks before pivot_root: prestart + createRuntime in the runtime namespace (the parent),
     # then createContainer here, in the container namespaces.
@@ -291,6 +292,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     # `exec: "x": ...` as runc does (podman maps that wording to exit 126/127).
     setgroups = opts.get("setgroups", True)
     path = security.preflight(process, setgroups)
+    # rlimits now, so that one the kernel refuses fails `create` (engines read create's error).
+    security.apply_rlimits(process)
 
     # [7] Ready: the parent records `created`.  Block in accept() until `start` connects.
     sync.send(sock, sync.READY)
@@ -303,7 +306,6 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         # Before any seccomp filter is loaded (it may forbid close_range or rt_sigaction): every
         # fd above stdio and --preserve-fds becomes close-on-exec, signals go back to defaults.
         _prepare_exec_state(opts.get("preserve_fds", 0))
-        security.apply_rlimits(process)
         if seccomp is not None and not process.noNewPrivileges:
             # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
             _load_seccomp(seccomp, msg, handles.get("listener"))

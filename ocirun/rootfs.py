@@ -355,11 +355,18 @@ def _cgroup_mounts():
 
 
 def mount_dev_defaults(rootfd: int, userns: bool, dev_is_bind: bool) -> None:
-    """Create the default devices and /dev symlinks unless /dev came from the host."""
+    """Create the default devices unless /dev came from the host (the links: :func:`dev_links`)."""
     if dev_is_bind:
         return
     for path, typ, major, minor, mode in DEFAULT_DEVICES:
         create_device(rootfd, path, typ, major, minor, mode, 0, 0, userns)
+
+
+def dev_links(rootfd: int, dev_is_bind: bool) -> None:
+    """/dev/fd, /dev/std* and /dev/ptmx → pts/ptmx, after linux.devices (as runc: an engine's own
+    /dev/ptmx device entry, e.g. podman --privileged, gives way to the link to the container's devpts)."""
+    if dev_is_bind:
+        return
     for target, link in DEV_SYMLINKS:
         _symlink_in_root(rootfd, target, link)
     # /dev/ptmx → pts/ptmx when a devpts is mounted (config-linux "Default devices")

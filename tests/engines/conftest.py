@@ -259,6 +259,8 @@ def engine():
     if os.geteuid() != 0:
         pytest.skip("engine tests need root")
     _ensure_podman()
+    # Created by podman outside our directory (netavark's run dir is fixed): removed if new and empty.
+    new_dirs = [d for d in ("/run/containers/networks", "/run/containers") if not os.path.exists(d)]
     base = tempfile.mkdtemp(prefix="ocirun-engines-", dir="/var/tmp")
     eng = Engine(base)
     try:
@@ -266,6 +268,8 @@ def engine():
         yield eng
     finally:
         problems = eng.cleanup()
+        for d in new_dirs:
+            _try_rmdir(d)
         if problems:
             print("\nengine cleanup:", *problems, sep="\n  ")
 
