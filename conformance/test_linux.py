@@ -397,7 +397,6 @@ def test_io_priority(ctr):
 
 @pytest.mark.req(MUST, "config-linux.md", "Network Devices")
 @pytest.mark.deviates("runc", "runc 1.1 ignores linux.netDevices")
-@pytest.mark.deviates("ocirun", "ocirun refuses linux.netDevices until issue 7 (pyroute2) lands")
 def test_net_devices_moved_and_up(ctr):
     """`netDevices`: a set of network devices that MUST be made available in the container; the runtime
     MUST preserve permanent global addresses and MUST set the network device state to "up"."""

@@ -18,7 +18,7 @@ def features() -> dict:
         "selinux": {"enabled": selinux_enabled()},
         "intelRdt": {"enabled": False},
         "mountExtensions": {"idmap": {"enabled": True}},
-        "netDevices": {"enabled": False},
+        "netDevices": {"enabled": True},
     }
     return {
         "ociVersionMin": "1.0.0",

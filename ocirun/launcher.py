@@ -123,6 +123,10 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
                 # Limits go on after the init stage's last fork: a pids limit of 0 is valid.
                 if cgroup is not None:
                     cgroup.apply(resources_with_default_devices(spec.linux.resources, spec.linux.devices))
+                if spec.linux.netDevices:
+                    from .netdev import move_devices
+
+                    move_devices(spec.linux.netDevices, f"/proc/{s2}/ns/net")
                 sync.send(sock, sync.CGROUP_DONE)
                 st.pid = s2
                 st.pid_start = read_start_time(s2) or 0

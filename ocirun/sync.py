@@ -11,7 +11,7 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
       ── USERNS_MAPPED ─────────────────────▶
                                              unshare the rest, fork → stage 2 (pid 1)
       ◀──────────────────── PID {pid} ──────
-      apply cgroup limits (after the last fork)
+      apply cgroup limits (after the last fork), move linux.netDevices in
       ── CGROUP_DONE ───────────────────────▶
                                              mounts, devices (before pivot_root)
       ◀──────────────────── HOOKS ──────────  prestart + createRuntime, runtime side

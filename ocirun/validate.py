@@ -162,7 +162,9 @@ def _check_linux(spec: Spec) -> None:
         if getattr(linux, name):
             _fail(f"linux.{name}", "not supported by this version of ocirun")
     if linux.netDevices:
-        _fail("linux.netDevices", "not supported by this version of ocirun")
+        from .netdev import check
+
+        check(linux.netDevices, linux.namespace("network") is not None)
     if linux.timeOffsets:
         for clock in linux.timeOffsets:
             if clock not in ("monotonic", "boottime"):

@@ -146,3 +146,34 @@ def test_time_namespace_offsets(oci):
         host = float(f.read().split()[0])
     assert uptime - host > 86400 * 364
     assert proc.stdout.split()[-1] != os.readlink("/proc/self/ns/time")
+
+
+@pytest.fixture
+def veth():
+    import subprocess
+
+    name = f"ocirun-v{os.getpid() % 10000}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
+    subprocess.run(["ip", "addr", "add", "10.213.7.1/24", "dev", name], check=True)
+    yield name
+    subprocess.run(["ip", "link", "del", name + "p"], capture_output=True)
+
+
+def test_net_devices_moved_renamed_with_address_and_up(oci, veth):
+    def netdev(spec):
+        spec["linux"]["netDevices"] = {veth: {"name": "ext%d"}}
+    proc = oci.sh("ip -o addr show; ip -o link show", spec_edit=netdev)
+    assert proc.returncode == 0, proc.stderr
+    assert "ext0" in proc.stdout and "10.213.7.1/24" in proc.stdout
+    assert any("ext0" in line and ("state UP" in line or "LOWER_UP" in line or ",UP" in line)
+               for line in proc.stdout.splitlines() if "link/" in line)
+    assert not os.path.exists(f"/sys/class/net/{veth}")  # moved, and (veth) gone with the namespace
+
+
+def test_net_devices_name_clash_is_refused(oci, veth):
+    spec = oci.config()
+    spec["linux"]["netDevices"] = {veth: {"name": "lo"}}
+    oci.write(spec)
+    proc = oci("create", "-b", oci.bundle, "c1")
+    assert proc.returncode == 1 and "already exists" in proc.stderr
+    assert oci.ids() == []
