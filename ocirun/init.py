@@ -25,7 +25,7 @@ from . import sync
 from .kernel import linux as k
 from .pathsafe import O_PATH
 
-ENV_INITPIPE = "_OCIRUN_INITPIPE"
+ENV_INITPIPE = sync.ENV_INITPIPE
 
 
 def main() -> None:

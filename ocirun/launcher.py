@@ -16,7 +16,6 @@ from . import SPEC_VERSION, sync
 from .config import Spec
 from .errors import HookError, InitError, OciError
 from .signals import SIGKILL
-from .init import ENV_INITPIPE
 from .state import ContainerState, StateDir, read_start_time
 
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +53,7 @@ def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0) -> tuple:
     k.close_range(3 + preserve_fds, 0xFFFFFFFF, 4)  # CLOSE_RANGE_CLOEXEC
     parent, child = sync.pair()
     os.set_inheritable(child.fileno(), True)
-    env = {ENV_INITPIPE: str(child.fileno())}
+    env = {sync.ENV_INITPIPE: str(child.fileno())}
     if extra_env:
         env.update(extra_env)
     exe = interpreter()

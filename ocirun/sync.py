@@ -34,6 +34,9 @@ import _socket as socket
 
 from .fastjson import dumps, loads
 
+#: The environment variable naming the init stage's end of the sync socket.
+ENV_INITPIPE = "_OCIRUN_INITPIPE"
+
 CONFIG = "config"
 USERNS_READY = "userns-ready"
 USERNS_MAPPED = "userns-mapped"
