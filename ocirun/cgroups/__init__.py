@@ -12,7 +12,8 @@ Public API::
     state["cgroups"] = mgr.to_state(); ... Manager.from_state(state["cgroups"])
 
 Path semantics and mode detection: :mod:`ocirun.cgroups.paths`.  Drivers: :mod:`.v1` (also hybrid) and
-:mod:`.v2`; the device list model shared by both: :mod:`.devices`, its eBPF form: :mod:`.ebpf`.
+:mod:`.v2`; ``--systemd-cgroup``: :mod:`.systemd` (a transient scope over D-Bus, :mod:`.dbus`, then the
+same cgroupfs writes); the device list model shared by both: :mod:`.devices`, its eBPF form: :mod:`.ebpf`.
 Only :mod:`.paths` and :mod:`.base` are imported here; drivers load on first use.
 """
 from __future__ import annotations
@@ -36,13 +37,12 @@ def for_container(cgroups_path: str | None, container_id: str, *, root: str = "/
     """The manager for one container's cgroup (nothing is created until :meth:`Manager.create`)."""
     from . import paths as P
     if systemd:
-        slice_, prefix, name = P.parse_systemd_path(cgroups_path, container_id)
-        if not P.systemd_running():
-            raise CgroupError(f"systemd cgroup driver: systemd is not running (no /run/systemd/system); "
-                              f"cannot create {prefix + '-' if prefix else ''}{name}.scope in {slice_}: "
-                              f"use the cgroupfs driver (drop --systemd-cgroup)")
-        raise CgroupError("systemd cgroup driver: not implemented (D-Bus StartTransientUnit); "
-                          "use the cgroupfs driver (drop --systemd-cgroup)")
+        from . import systemd as sd
+
+        def build_fs(abs_path: str) -> Manager:
+            return for_container(abs_path, container_id, root=root, mountinfo=mountinfo,
+                                 proc_self_cgroup=proc_self_cgroup)
+        return sd.for_container(cgroups_path, container_id, build_fs=build_fs, rootless=rootless)
     layout = P.detect(root, mountinfo)
     inner = P.inner_path(cgroups_path, container_id)
     own = P.read_own_cgroups(proc_self_cgroup) if not inner.startswith("/") else {}
@@ -63,6 +63,9 @@ def for_container(cgroups_path: str | None, container_id: str, *, root: str = "/
 
 def from_state(d: dict) -> Manager:
     """Reopen a manager saved with :meth:`Manager.to_state` (by a later ``delete``/``pause``/``update``)."""
+    if isinstance(d, dict) and d.get("driver") == "systemd" and {"unit", "paths", "root", "path"} <= set(d):
+        from . import systemd as sd
+        return sd.from_state(d, from_state(d | {"driver": "cgroupfs"}))
     if not isinstance(d, dict) or d.get("driver") != "cgroupfs":
         raise CgroupError(f"unsupported cgroup state: {d!r:.200}")
     common = dict(root=d["root"], inner=d["path"], container_id=d.get("id", ""),

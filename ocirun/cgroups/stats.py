@@ -74,6 +74,39 @@ def _limit(v: int) -> int:
 
 
 # ---- v1 ------------------------------------------------------------------------------------------------
+_BLKIO_FULL = (("sectorsRecursive", "sectors_recursive"), ("ioServiceTimeRecursive", "io_service_time_recursive"),
+               ("ioWaitTimeRecursive", "io_wait_time_recursive"), ("ioMergedRecursive", "io_merged_recursive"),
+               ("ioQueueRecursive", "io_queued_recursive"), ("ioTimeRecursive", "time_recursive"),
+               ("ioServicedRecursive", "io_serviced_recursive"),
+               ("ioServiceBytesRecursive", "io_service_bytes_recursive"))
+_BLKIO_IO = (("ioServicedRecursive", "io_serviced_recursive"),
+             ("ioServiceBytesRecursive", "io_service_bytes_recursive"))
+# Which files carry the numbers depends on the I/O scheduler: BFQ's debug set, BFQ's basic set, CFQ's
+# (kernels < 5.0), else only the throttling layer counts (every kernel; the only source with mq-deadline or
+# none).  A group whose first file is missing or has no device line is skipped — BFQ's files exist but stay
+# at "Total 0" when no disk uses BFQ (runc's orderedStats).
+_BLKIO_GROUPS = (("blkio.bfq.", _BLKIO_FULL), ("blkio.bfq.", _BLKIO_IO), ("blkio.", _BLKIO_FULL),
+                 ("blkio.throttle.", _BLKIO_IO),
+                 ("blkio.throttle.", (("ioServicedRecursive", "io_serviced"),
+                                      ("ioServiceBytesRecursive", "io_service_bytes"))))
+
+
+def v1_blkio(d: str) -> dict:
+    """The blkio part of the stats from the first file group that has entries."""
+    for prefix, group in _BLKIO_GROUPS:
+        out: dict = {}
+        for i, (key, name) in enumerate(group):
+            entries = _safe(lambda: _blkio_entries(read(d, prefix + name)), default=[])
+            if not entries:
+                if i == 0:
+                    break          # this scheduler's files are not in use: try the next group
+                return out         # runc stops at the first empty file of a group in use
+            out[key] = entries
+        else:
+            return out
+    return {}
+
+
 def _v1_mem_entry(d: str, prefix: str) -> dict:
     p = f"memory.{prefix}." if prefix else "memory."
     e = {"limit": _safe(read_int, d, p + "limit_in_bytes", default=0),
@@ -124,22 +157,7 @@ def v1_stats(paths: dict[str, str]) -> dict:
                         "limit": max(0, _safe(read_int, d, "pids.max", default=0))}
     d = paths.get("blkio")
     if d:
-        b = data["blkio"]
-        # CFQ's files if the kernel has them, else BFQ's, else the throttling layer's (runc's order)
-        for prefix in ("blkio.", "blkio.bfq.", "blkio.throttle."):
-            if os.path.exists(os.path.join(d, prefix + "io_service_bytes_recursive")):
-                break
-        b["ioServiceBytesRecursive"] = _safe(lambda: _blkio_entries(read(d, prefix + "io_service_bytes_recursive")),
-                                             default=[])
-        b["ioServicedRecursive"] = _safe(lambda: _blkio_entries(read(d, prefix + "io_serviced_recursive")),
-                                         default=[])
-        if prefix != "blkio.throttle.":
-            for key, name in (("ioQueueRecursive", "io_queued_recursive"),
-                              ("ioServiceTimeRecursive", "io_service_time_recursive"),
-                              ("ioWaitTimeRecursive", "io_wait_time_recursive"),
-                              ("ioMergedRecursive", "io_merged_recursive"),
-                              ("ioTimeRecursive", "time_recursive"), ("sectorsRecursive", "sectors_recursive")):
-                b[key] = _safe(lambda: _blkio_entries(read(d, prefix + name)), default=[])
+        data["blkio"] = v1_blkio(d)
     d = paths.get("hugetlb")
     if d:
         for name in sorted(os.listdir(d)):

@@ -59,6 +59,9 @@ class V1Manager(Manager):
 
     def _dir(self, ctrl: str, what: str) -> str:
         d = self.paths.get(ctrl)
+        if d is None and self.rootless and ctrl in self.mounts:  # skipped by create(): not delegated to us
+            raise CgroupError(f"cannot set {what}: container could not join or create cgroup "
+                              f"(rootless: no write access under {self.mounts[ctrl]})")
         if d is None:
             raise CgroupError(f"cannot set {what}: the {ctrl} cgroup controller is not mounted under {self.root}")
         return d
@@ -67,12 +70,21 @@ class V1Manager(Manager):
     def create(self) -> None:
         for key in list(self.paths):
             d, mnt = self.paths[key], self.mounts[key]
+            before = len(self.created)
             try:
                 self._mkdir_p(d, mnt)
             except CgroupError as e:
                 if self.rootless and getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
                     log.debug("rootless: skipping %s: %s", key, e)
                     del self.paths[key]
+                    # Nothing of this hierarchy is ours to remove later: undo what we made, forget
+                    # the shared default parent that was only recorded (we may not rmdir it).
+                    for p in reversed(self.created[before:]):
+                        try:
+                            os.rmdir(p)
+                        except OSError:
+                            pass
+                    del self.created[before:]
                     continue
                 raise
         if "cpuset" in self.paths:
@@ -105,27 +117,97 @@ class V1Manager(Manager):
     # ---- resources -----------------------------------------------------------------------------------
     def apply(self, resources: dict | None, *, update: bool = False) -> None:
         r = resources or {}
-        if r.get("unified"):
+        if r.get("unified") and not self._hybrid_v2():
             raise CgroupError("invalid configuration: cannot use unified on cgroup v1")
+        v2_only = {}    # hybrid: resources whose controller exists only in the unified hierarchy
         cpu = r.get("cpu") or {}
         if cpu.get("cpus") or cpu.get("mems"):
-            self._cpuset(cpu)
+            if self._in_v2_only("cpuset"):
+                v2_only.setdefault("cpu", {}).update({k: cpu[k] for k in ("cpus", "mems") if cpu.get(k)})
+            else:
+                self._cpuset(cpu)
         if r.get("devices") is not None:
             self._devices(r["devices"])
         if r.get("memory"):
-            self._memory(r["memory"])
+            if self._in_v2_only("memory"):
+                v2_only["memory"] = r["memory"]
+            else:
+                self._memory(r["memory"])
         if cpu:
-            self._cpu(cpu)
+            if self._in_v2_only("cpu"):
+                v2_only.setdefault("cpu", {}).update({k: v for k, v in cpu.items() if k not in ("cpus", "mems")})
+            else:
+                self._cpu(cpu)
         if r.get("pids"):
-            self._pids(r["pids"], update)
+            if self._in_v2_only("pids"):
+                v2_only["pids"] = r["pids"]
+            else:
+                self._pids(r["pids"], update)
         if r.get("blockIO"):
-            self._blkio(r["blockIO"])
+            if self._in_v2_only("blkio", "io"):
+                v2_only["blockIO"] = r["blockIO"]
+            else:
+                self._blkio(r["blockIO"])
         if r.get("hugepageLimits"):
-            self._hugetlb(r["hugepageLimits"])
+            if self._in_v2_only("hugetlb"):
+                v2_only["hugepageLimits"] = r["hugepageLimits"]
+            else:
+                self._hugetlb(r["hugepageLimits"])
         if r.get("network"):
             self._network(r["network"])
         if r.get("rdma"):
-            self._rdma(r["rdma"])
+            if self._in_v2_only("rdma"):
+                v2_only["rdma"] = r["rdma"]
+            else:
+                self._rdma(r["rdma"])
+        if v2_only:
+            self._v2().apply(v2_only, update=update)
+        if r.get("unified"):
+            self._hybrid_unified(r["unified"])
+
+    # ---- hybrid: the unified hierarchy next to the v1 ones -------------------------------------------
+    # A controller is bound to at most one hierarchy.  On a hybrid host the ones not mounted as v1 (here:
+    # hugetlb, whose v1 hierarchy systemd never mounted) are offered by the cgroup2 mount at <root>/unified.
+    # A v1-shaped resource for such a controller is written there in its v2 form, and ``unified`` keys are
+    # written there too (runtime-spec: write them, error when the controller is not present).  runc 1.1
+    # refuses both on a hybrid host ("cannot use unified on cgroup v1", "cannot set hugetlb limit: container
+    # could not join or create cgroup"); what ocirun accepts here only ever reaches the unified hierarchy.
+    def _hybrid_v2(self) -> bool:
+        return self.mode == "hybrid" and "" in self.paths
+
+    def _v2_available(self) -> list[str]:
+        try:
+            return read(self.mounts[""], "cgroup.controllers").split()
+        except CgroupError:
+            return []
+
+    def _in_v2_only(self, v1_name: str, v2_name: str = "") -> bool:
+        return (v1_name not in self.paths and self._hybrid_v2()
+                and (v2_name or v1_name) in self._v2_available())
+
+    def _v2(self):
+        from .v2 import V2Manager
+        v2 = V2Manager(path=self.paths[""], mount=self.mounts[""], root=self.root, inner=self.inner,
+                       container_id=self.container_id, rootless=self.rootless)
+        v2.journal = self.journal
+        return v2
+
+    def _hybrid_unified(self, unified: dict) -> None:
+        avail = self._v2_available()
+        v1_bound = {c for c in self.paths if c}
+        for key in unified:
+            ctrl = key.partition(".")[0]
+            if "/" in key or "." not in key or ctrl == "cgroup" or ctrl in avail:
+                continue
+            if os.path.exists(os.path.join(self.paths[""], key)):
+                continue    # a core file every cgroup2 directory has (cpu.stat, memory.pressure, ...)
+            v1_name = {"io": "blkio"}.get(ctrl, ctrl)
+            why = (f"it is bound to the cgroup v1 hierarchy {self.mounts[v1_name]}" if v1_name in v1_bound
+                   else "no such controller")
+            raise CgroupError(f"cannot set unified resource {key!r} on this hybrid host: the {ctrl} controller "
+                              f"is not available in the cgroup v2 hierarchy {self.mounts['']} ({why}; "
+                              f"cgroup.controllers there: {' '.join(avail) or 'none'})")
+        self._v2()._unified(unified)
 
     def _cpuset(self, cpu: dict) -> None:
         d = self._dir("cpuset", "cpuset")
@@ -390,8 +472,11 @@ class V1Manager(Manager):
 
     # ---- stats and events ----------------------------------------------------------------------------
     def stats(self) -> dict:
-        from .stats import v1_stats
-        return v1_stats(self.paths)
+        from .stats import v1_stats, v2_stats
+        data = v1_stats(self.paths)
+        if self._in_v2_only("hugetlb"):
+            data["hugetlb"] = v2_stats(self.paths[""])["hugetlb"]
+        return data
 
     def oom_events(self) -> "OomWatcher":
         return OomWatcher(self._dir("memory", "an OOM notification"))
