@@ -48,7 +48,7 @@ def collect() -> list[dict]:
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", HERE], plugins=[col])
+        pytest.main(["--collect-only", "-qq", "-p", "no:cacheprovider", HERE], plugins=[col])
     finally:
         os.chdir(cwd)
     return col.rows

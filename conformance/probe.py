@@ -154,7 +154,9 @@ def has_controller(controller: str) -> bool:
     if cgroup_v2():
         with open(os.path.join(CGROUP_ROOT, "cgroup.controllers")) as f:
             return controller in f.read().split()
-    return os.path.isdir(os.path.join(CGROUP_ROOT, controller))
+    # a mount point, not just a directory: runc leaves plain directories (e.g. hugetlb/) in the tmpfs
+    # at /sys/fs/cgroup for controllers no v1 hierarchy mounts
+    return os.path.ismount(os.path.realpath(os.path.join(CGROUP_ROOT, controller)))
 
 
 def remove_cgroups(name: str) -> None:

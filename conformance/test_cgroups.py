@@ -194,6 +194,132 @@ def test_unified_missing_controller_fails(ctr, probe):
     assert probe.find_cgroups(ctr.id) == []
 
 
+def _unified_dir(probe, path: str = "") -> str:
+    """The container's directory in the cgroup v2 hierarchy: the root on a v2 host, `unified/` on a hybrid
+    host (skip on a pure v1 host, where `unified` cannot apply)."""
+    if probe.cgroup_v2():
+        base = probe.CGROUP_ROOT
+    else:
+        base = os.path.join(probe.CGROUP_ROOT, "unified")
+        if not os.path.exists(os.path.join(base, "cgroup.controllers")):
+            pytest.skip("no cgroup v2 hierarchy on this host")
+    return os.path.join(base, path.lstrip("/"))
+
+
+def _hugepage_size() -> str:
+    """The smallest huge page size of the kernel, as the spec and the cgroup file names write it ("2MB")."""
+    try:
+        sizes = sorted(int(d.split("-")[1][:-2]) for d in os.listdir("/sys/kernel/mm/hugepages"))
+    except OSError:
+        sizes = []
+    if not sizes:
+        pytest.skip("kernel without huge pages")
+    kb = sizes[0]
+    name = f"{kb // 1048576}GB" if kb % 1048576 == 0 else f"{kb // 1024}MB" if kb % 1024 == 0 else f"{kb}KB"
+    return name
+
+
+_RUNC_V1_UNIFIED = "runc 1.1 refuses `unified` on a cgroup v1 or hybrid host (\"cannot use unified on cgroup v1\")"
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Unified")
+@pytest.mark.deviates("runc", _RUNC_V1_UNIFIED)
+def test_unified_unknown_key_written(ctr, probe):
+    """Each key in the map refers to a file in the cgroup unified hierarchy. Configuration unknown to the
+    runtime MUST still be written to the relevant file (a core `cgroup.*` file no controller owns)."""
+    unified = _unified_dir(probe)
+    ctr.linux.setdefault("resources", {})["unified"] = {"cgroup.max.descendants": "7"}
+    pid = _created(ctr)
+    assert pid > 0
+    with open(os.path.join(unified, ctr.linux["cgroupsPath"].lstrip("/"), "cgroup.max.descendants")) as f:
+        assert f.read().strip() == "7"
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Unified")
+@pytest.mark.deviates("runc", _RUNC_V1_UNIFIED)
+def test_unified_controller_enabled(ctr, probe):
+    """The OCI runtime MUST ensure that the needed cgroup controllers are enabled for the cgroup (a
+    `hugetlb.*` key: hugetlb enabled in the parent's subtree_control, the value written)."""
+    unified = _unified_dir(probe)
+    with open(os.path.join(unified, "cgroup.controllers")) as f:
+        if "hugetlb" not in f.read().split():
+            pytest.skip("no hugetlb controller in the cgroup v2 hierarchy")
+    size = _hugepage_size()
+    ctr.linux["cgroupsPath"] = f"/{ctr.id}/nested"
+    ctr.linux.setdefault("resources", {})["unified"] = {f"hugetlb.{size}.max": "4194304"}
+    assert _created(ctr) > 0
+    with open(os.path.join(unified, ctr.id, "cgroup.subtree_control")) as f:
+        assert "hugetlb" in f.read().split()
+    with open(os.path.join(unified, ctr.id, "nested", f"hugetlb.{size}.max")) as f:
+        assert f.read().strip() == "4194304"
+
+
+@pytest.mark.req(MUST, "runtime.md", "Create")
+@pytest.mark.req(MUST, "config-linux.md", "Huge page limits")
+@pytest.mark.deviates("runc", "runc 1.1 on a hybrid host only looks for a v1 hugetlb hierarchy (\"cannot set "
+                              "hugetlb limit\") although the controller is in the cgroup v2 hierarchy")
+def test_hugepage_limits(ctr, probe):
+    """`hugepageLimits` represents the hugetlb controller: `pageSize` and `limit` (bytes) set the limit of
+    that page size for the container's cgroup."""
+    size = _hugepage_size()
+    path = ctr.linux["cgroupsPath"]
+    if probe.has_controller("hugetlb") and not probe.cgroup_v2():
+        where, name = probe.cgroup_dir("hugetlb", path), f"hugetlb.{size}.limit_in_bytes"
+    else:
+        where, name = _unified_dir(probe, path), f"hugetlb.{size}.max"
+        with open(os.path.join(_unified_dir(probe), "cgroup.controllers")) as f:
+            if "hugetlb" not in f.read().split():
+                pytest.skip("no hugetlb cgroup controller")
+    assert _created(ctr, {"hugepageLimits": [{"pageSize": size, "limit": 8388608}]}) > 0
+    with open(os.path.join(where, name)) as f:
+        assert f.read().strip() == "8388608"
+
+
+def _controller_anywhere(probe, name: str) -> bool:
+    """The controller is usable: a v1 hierarchy, or listed by the cgroup v2 (or hybrid unified) root."""
+    if probe.has_controller(name):
+        return True
+    for root in (probe.CGROUP_ROOT, os.path.join(probe.CGROUP_ROOT, "unified")):
+        try:
+            with open(os.path.join(root, "cgroup.controllers")) as f:
+                if name in f.read().split():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+@pytest.mark.req(MUST, "runtime.md", "Create")
+@pytest.mark.req(MUST, "config-linux.md", "Network")
+def test_network_class_id(ctr, probe):
+    """`classID` is the network class identifier the cgroup's network packets will be tagged with; if the
+    runtime cannot apply it (no net_cls controller on the host) it MUST generate an error and a new
+    container MUST NOT be created."""
+    ctr.linux.setdefault("resources", {})["network"] = {"classID": 1048577}
+    if _controller_anywhere(probe, "net_cls"):
+        if probe.cgroup_v2():
+            pytest.skip("net_cls in a cgroup v2 hierarchy")
+        assert _created(ctr) > 0
+        assert probe.read_cgroup("net_cls", ctr.linux["cgroupsPath"], "net_cls.classid") == "1048577"
+    else:
+        ctr.set_args("true")
+        assert ctr.run().returncode != 0
+        assert ctr.state() is None and probe.find_cgroups(ctr.id) == []
+
+
+@pytest.mark.req(MUST, "runtime.md", "Create")
+@pytest.mark.req(MUST, "config-linux.md", "RDMA")
+def test_rdma_without_controller_fails(ctr, probe):
+    """`rdma` represents the cgroup subsystem rdma; if the runtime cannot apply a property as specified
+    (no rdma controller on the host) it MUST generate an error and a new container MUST NOT be created."""
+    if _controller_anywhere(probe, "rdma"):
+        pytest.skip("the host has an rdma controller (a limit would need an RDMA device)")
+    ctr.linux.setdefault("resources", {})["rdma"] = {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}}
+    ctr.set_args("true")
+    assert ctr.run().returncode != 0
+    assert ctr.state() is None and probe.find_cgroups(ctr.id) == []
+
+
 @pytest.mark.req(MUST, "config-linux.md", "IntelRdt")
 @pytest.mark.deviates("runc", "runc ignores linux.intelRdt when resctrl is not mounted")
 def test_intel_rdt_without_resctrl_fails(ctr):

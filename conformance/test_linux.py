@@ -413,3 +413,275 @@ def test_net_devices_moved_and_up(ctr):
     finally:
         subprocess.run(["ip", "link", "del", name], capture_output=True)
         subprocess.run(["ip", "link", "del", peer], capture_output=True)
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Seccomp")
+@pytest.mark.deviates("runc", "runc accepts defaultErrnoRet with a defaultAction that takes no errno")
+def test_seccomp_default_errno_on_allow_fails(ctr):
+    """`defaultErrnoRet`: when the action doesn't support an errno, the runtime MUST print an error and
+    fail."""
+    ctr.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1,
+                            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
+    ctr.set_args("true")
+    res = ctr.run()
+    assert res.returncode != 0 and res.stderr.strip()
+
+
+class _Agent:
+    """A seccomp agent: a SOCK_STREAM AF_UNIX listener that records what each connection brought."""
+
+    def __init__(self, path: str):
+        import socket
+        import threading
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(4)
+        self.sock.settimeout(30)
+        self.connections: list[dict] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import array
+        import socket
+
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(20)
+            data, fds, calls = b"", [], 0
+            while True:
+                try:
+                    msg, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+                except OSError:
+                    break
+                calls += 1
+                for level, kind, payload in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        got = array.array("i")
+                        got.frombytes(payload[:len(payload) - len(payload) % 4])
+                        fds.append((calls, list(got)))
+                if not msg:
+                    break  # the runtime closed the connection
+                data += msg
+            kinds = []
+            for _, group in fds:
+                for fd in group:
+                    try:
+                        kinds.append(os.readlink(f"/proc/self/fd/{fd}"))
+                    finally:
+                        os.close(fd)  # the notified syscall then fails with ENOSYS: the container goes on
+            self.connections.append({"data": data, "fds": fds, "kinds": kinds})
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Seccomp")
+@pytest.mark.req(MUST, "config-linux.md", "The Container Process State")
+def test_seccomp_listener_gets_process_state(ctr):
+    """`listenerPath`: the runtime MUST send exactly one container process state per connection; the
+    connection MUST be closed after sending; the state is sent as JSON and the file descriptors MUST be
+    sent using SCM_RIGHTS (`fds` names them: `seccompFd`); `metadata` carries `listenerMetadata`."""
+    import json
+
+    path = os.path.join(ctr.workdir, "agent.sock")
+    agent = _Agent(path)
+    try:
+        ctr.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path,
+                                "listenerMetadata": "conformance-meta",
+                                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+        out = ctr.sh("mkdir /tmp/notified 2>/dev/null; echo rc=$?")
+        agent.thread.join(10)
+    finally:
+        agent.close()
+    assert "rc=" in out
+    assert len(agent.connections) == 1, "no connection (or more than one) reached the agent"
+    conn = agent.connections[0]
+    doc = json.loads(conn["data"])  # exactly one JSON document, then EOF
+    assert doc["ociVersion"] and doc["metadata"] == "conformance-meta"
+    assert doc["state"]["id"] == ctr.id and int(doc["pid"]) > 0
+    assert doc["fds"] == ["seccompFd"]
+    assert [c for c, _ in conn["fds"]] == [1], "file descriptors must come with the first sendmsg"
+    assert len(conn["fds"][0][1]) == 1 and conn["kinds"] == ["anon_inode:seccomp notify"]
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Seccomp")
+def test_seccomp_listener_unreachable_fails(ctr):
+    """If sending to this socket fails, the runtime MUST generate an error."""
+    ctr.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": os.path.join(ctr.workdir, "none.sock"),
+                            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+    ctr.set_args("true")
+    assert ctr.run().returncode != 0
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Seccomp")
+def test_seccomp_listener_ignored_without_notify(ctr):
+    """If the `SCMP_ACT_NOTIFY` action is not used this value (`listenerPath`) is ignored: no agent is
+    listening, yet the container runs."""
+    ctr.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": os.path.join(ctr.workdir, "none.sock"),
+                            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
+    assert "Operation not permitted" in ctr.sh("busybox pwd 2>&1; true")
+
+
+# --------------------------------------------------------------------------- memory policy
+
+def _numa_policy(out: str) -> str:
+    """The policy column of the first /proc/self/numa_maps line (the program's own text)."""
+    first = out.strip().splitlines()[0]
+    return first.split(" file=")[0].split(" ", 1)[1]
+
+
+_NO_MEMPOLICY = "runc 1.1 ignores linux.memoryPolicy"
+
+
+@pytest.mark.req(MUST, "runtime.md", "Create")
+@pytest.mark.req(MUST, "config-linux.md", "Memory policy")
+@pytest.mark.parametrize("policy,expected", [
+    pytest.param({"mode": "MPOL_BIND", "nodes": "0"}, "bind:0", marks=pytest.mark.deviates("runc", _NO_MEMPOLICY)),
+    pytest.param({"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]},
+                 "interleave=static:0", marks=pytest.mark.deviates("runc", _NO_MEMPOLICY)),
+    pytest.param({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES"]},
+                 "weighted interleave=relative:0", marks=pytest.mark.deviates("runc", _NO_MEMPOLICY)),
+    pytest.param({"mode": "MPOL_PREFERRED", "nodes": "0"}, "prefer:0",
+                 marks=pytest.mark.deviates("runc", _NO_MEMPOLICY)),
+    pytest.param({"mode": "MPOL_PREFERRED_MANY", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]},
+                 "prefer (many)=balancing:0", marks=pytest.mark.deviates("runc", _NO_MEMPOLICY)),
+    pytest.param({"mode": "MPOL_LOCAL"}, "local", marks=pytest.mark.deviates("runc", _NO_MEMPOLICY)),
+    pytest.param({"mode": "MPOL_DEFAULT"}, "default"),
+], ids=["bind", "interleave-static", "weighted-relative", "preferred", "preferred-many-balancing", "local",
+        "default"])
+def test_memory_policy(ctr, policy, expected):
+    """`memoryPolicy` sets the NUMA memory policy for the container (set_mempolicy(2)): `mode`, `nodes`
+    and `flags` reach the container process (all properties MUST be applied by create)."""
+    if not os.path.exists("/proc/self/numa_maps"):
+        pytest.skip("kernel without NUMA support (/proc/self/numa_maps)")
+    ctr.linux["memoryPolicy"] = policy
+    ctr.set_args("head", "-1", "/proc/self/numa_maps")
+    res = ctr.run()
+    assert res.returncode == 0, res.stderr
+    assert _numa_policy(res.stdout) == expected
+
+
+@pytest.mark.req(MUST, "config.md", "Valid values")
+@pytest.mark.req(MUST, "config-linux.md", "Memory policy")
+@pytest.mark.parametrize("policy", [
+    {"mode": "MPOL_NOSUCHMODE"},
+    {"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NOSUCHFLAG"]},
+    {"mode": "MPOL_BIND"},
+    {"mode": "MPOL_LOCAL", "nodes": "0"},
+    {"mode": "MPOL_BIND", "nodes": "0-"},
+], ids=["unknown-mode", "unknown-flag", "bind-without-nodes", "local-with-nodes", "bad-nodes"])
+@pytest.mark.deviates("runc", _NO_MEMPOLICY)
+def test_memory_policy_invalid_fails(ctr, probe, policy):
+    """Runtimes MUST generate an error when invalid or unsupported values are encountered (a mode or flag
+    outside the list, or nodes the mode does not take: "Some modes require that there are no nodes ...
+    Others that there is at least one node"); no container is left behind."""
+    ctr.linux["memoryPolicy"] = policy
+    ctr.set_args("true")
+    assert ctr.run().returncode != 0
+    assert ctr.state() is None
+    assert probe.find_cgroups(ctr.id) == []
+
+
+@pytest.mark.req(MUST, "runtime.md", "Create")
+@pytest.mark.req(MUST, "config-linux.md", "Memory policy")
+@pytest.mark.deviates("runc", _NO_MEMPOLICY)
+def test_memory_policy_absent_node_fails(ctr, probe):
+    """If the runtime cannot apply a property as specified in the configuration, it MUST generate an error
+    and a new container MUST NOT be created (a node that does not exist)."""
+    with open("/sys/devices/system/node/possible") as f:
+        last = f.read().strip().replace("-", ",").split(",")[-1]
+    ctr.linux["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": str(int(last) + 1)}
+    ctr.set_args("true")
+    assert ctr.run().returncode != 0
+    assert ctr.state() is None
+    assert probe.find_cgroups(ctr.id) == []
+
+
+# --------------------------------------------------------------------------- network devices (joined netns)
+
+def _veth(ctr) -> str:
+    """A host veth pair named after the test; the end returned is the one to move."""
+    name = "ocrt" + ctr.id[-8:]
+    if subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"]).returncode != 0:
+        pytest.skip("cannot create a veth pair here")
+    return name
+
+
+def _del_links(*names: str) -> None:
+    for n in names:
+        subprocess.run(["ip", "link", "del", n], capture_output=True)
+
+
+def _links_in(pid: int) -> str:
+    return subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def _netns_with_link(ctr, inner: str) -> int:
+    """A network namespace (held by a sleeper) that already has an interface called ``inner``."""
+    holder = ctr.holder("--net")
+    tmp = "ocrx" + ctr.id[-8:]
+    subprocess.run(["ip", "link", "add", tmp, "type", "veth", "peer", "name", tmp + "p"], check=True)
+    subprocess.run(["ip", "link", "set", tmp, "netns", str(holder), "name", inner], check=True)
+    return holder
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Network Devices")
+@pytest.mark.req(MUST, "runtime.md", "Errors")
+@pytest.mark.deviates("runc", "runc 1.1 ignores linux.netDevices")
+def test_net_devices_name_clash_fails(ctr):
+    """If a network device with the specified name already exists in the container namespace, the
+    runtime MUST generate an error (and, as for any error, leave the host as it was: the device stays)."""
+    name = _veth(ctr)
+    try:
+        holder = _netns_with_link(ctr, "ctr0")
+        ctr.add_namespace("network", f"/proc/{holder}/ns/net")
+        ctr.linux["netDevices"] = {name: {"name": "ctr0"}}
+        ctr.set_args("true")
+        assert ctr.run().returncode != 0
+        assert subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+    finally:
+        _del_links(name, "ocrx" + ctr.id[-8:] + "p")
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Network Devices")
+@pytest.mark.deviates("runc", "runc 1.1 ignores linux.netDevices")
+def test_net_devices_template_name_allowed(ctr):
+    """... unless the user has provided a template by appending `%d` to the new name. In that case, the
+    runtime MUST allow the move, and the kernel will generate a unique name."""
+    name = _veth(ctr)
+    try:
+        holder = _netns_with_link(ctr, "ctr0")
+        ctr.add_namespace("network", f"/proc/{holder}/ns/net")
+        ctr.linux["netDevices"] = {name: {"name": "ctr%d"}}
+        names = {line.split(":")[1].strip().split("@")[0] for line in ctr.sh("ip -o link show").splitlines()}
+        assert {"ctr0", "ctr1"} <= names
+        assert subprocess.run(["ip", "link", "show", name], capture_output=True).returncode != 0
+    finally:
+        _del_links(name, "ocrx" + ctr.id[-8:] + "p")
+
+
+@pytest.mark.req(MUST, "config-linux.md", "Network Devices")
+@pytest.mark.deviates("runc", "runc 1.1 ignores linux.netDevices")
+def test_net_devices_not_moved_back_on_delete(ctr):
+    """The runtime MUST NOT actively manage the interface's lifecycle ... MUST NOT attempt to move the
+    interface out of the namespace before deletion (a joined namespace outlives the container: the
+    device stays there)."""
+    name = _veth(ctr)
+    try:
+        holder = ctr.holder("--net")
+        ctr.add_namespace("network", f"/proc/{holder}/ns/net")
+        ctr.linux["netDevices"] = {name: {"name": "kept0"}}
+        ctr.sh("true")
+        assert ctr.delete().returncode == 0 or ctr.state() is None
+        assert "kept0" in {line.split(":")[1].strip().split("@")[0] for line in _links_in(holder).splitlines()}
+        assert subprocess.run(["ip", "link", "show", name], capture_output=True).returncode != 0
+    finally:
+        _del_links(name, name + "p")

@@ -281,7 +281,7 @@ def test_idmap_mount(ctr):
     with open(os.path.join(src, "f"), "w") as f:
         f.write("x")
     os.chown(os.path.join(src, "f"), 0, 0)
-    mapping = [{"containerID": 1000, "hostID": 0, "size": 1}]
+    mapping = [{"containerID": 0, "hostID": 1000, "size": 1}]  # on disk 0 shows as 1000 (as runc 1.2, crun)
     ctr.add_mount("/idmapped", "none", src, ["bind", "idmap"], uidMappings=mapping, gidMappings=mapping)
     assert ctr.sh("stat -c '%u %g' /idmapped/f") == "1000 1000\n"
 
