@@ -255,11 +255,15 @@ def update(rt, args: list[str], flags: dict, g: dict) -> int:
     mem = r.get("memory") or {}
     if mem.get("kernel") or mem.get("kernelTCP"):
         _warn(rt, KERNEL_MEMORY_WARNING)
-    # Intel RDT is not implemented: say so rather than ignore it (runc: "... is not enabled")
-    if flags.get("l3-cache-schema"):
-        raise OciError("Intel RDT/CAT: l3 cache schema is not enabled (ocirun does not support Intel RDT)")
-    if flags.get("mem-bw-schema"):
-        raise OciError("Intel RDT/MBA: memory bandwidth schema is not enabled (ocirun does not support Intel RDT)")
+    if flags.get("l3-cache-schema") or flags.get("mem-bw-schema"):  # resctrl (ocirun.intelrdt), as runc
+        from .intelrdt import update_schemata
+
+        with _locked(sd) as st:
+            if st.status == STOPPED:
+                raise NotRunning()
+            st.intel_rdt = update_schemata(st.intel_rdt, st.id, st.pid, flags.get("l3-cache-schema"),
+                                           flags.get("mem-bw-schema"))
+            sd.save(st)
     delta = prune_unchanged(r)
     if "memory" in delta:
         for key in ("kernel", "kernelTCP"):  # runc 1.1 ignores kernel memory on update

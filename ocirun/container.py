@@ -38,13 +38,21 @@ class Runtime:
         sd = self._dir(cid)
         opts.bundle = os.path.abspath(opts.bundle)
         spec = config.load(opts.bundle)  # validation: nothing has changed on the system yet
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        if spec.process is not None and spec.process.terminal and not opts.console_socket:
+            # runc's checkTerminal: a detached container's pty master must go somewhere.
+            raise config.ConfigError("process.terminal is true but no --console-socket was given "
+                                     "(cannot allocate a tty for a detached container)")
+        os.makedirs(self.root, mode=0o700, exist_ok=True)  # runc's mode (the state dirs below are 0711)
         try:
             os.mkdir(sd.path, 0o711)
         except FileExistsError:
             raise ContainerExists(cid) from None
         lock = sd.lock()
         try:
+            if spec.process is not None and os.environ.get("NOTIFY_SOCKET"):
+                from . import notify  # systemd's NOTIFY_SOCKET: relayed from the container by `start`
+
+                spec = notify.prepare(spec, sd.path, opts.bundle)
             return launcher.create(spec, sd, opts, self.log)
         except BaseException:
             _remove_dir(sd.path)
@@ -58,6 +66,7 @@ class Runtime:
         if not sd.exists():
             sd.load()  # raises ContainerNotFound with runc's wording
         lock = sd.lock()
+        relay = None
         try:
             st = refresh(sd, sd.load())
             if st.status == STOPPED:
@@ -65,6 +74,7 @@ class Runtime:
             if st.status != CREATED:
                 raise InvalidState(f"cannot start an already running container" if st.status == RUNNING
                                    else f"cannot start a container in the {st.status} state")
+            relay = _notify_relay(sd)
             err = _connect_and_wait(sd, st)
             _remove_file(sd.start_socket)
             st.status = RUNNING
@@ -75,9 +85,16 @@ class Runtime:
                 self._destroy(sd, st, _saved_hooks(st))
                 raise OciError(err)
             self._poststart(sd, st)
-            return st
+        except BaseException:
+            if relay is not None:
+                relay.close()
+            raise
         finally:
             os.close(lock)
+        if relay is not None:  # outside the lock: waiting for READY must not block `delete`
+            relay.relay(os.environ["NOTIFY_SOCKET"], st.pid,
+                        lambda: read_start_time(st.pid) == st.pid_start)
+        return st
 
     def _poststart(self, sd: StateDir, st: ContainerState) -> None:
         hooks = _saved_hooks(st)
@@ -98,12 +115,15 @@ class Runtime:
         return self.load(cid)[1]
 
     def list(self) -> list[ContainerState]:
+        """Every container under the root, ``owner`` set as runc's list sets it (see :func:`owner_of`)."""
         out = []
         for cid in list_ids(self.root):
             try:
-                out.append(self.load(cid)[1])
-            except OciError:
+                sd, st = self.load(cid)
+                st.owner = owner_of(sd.path)
+            except (OciError, FileNotFoundError):  # removed meanwhile
                 continue
+            out.append(st)
         return out
 
     # -- kill -------------------------------------------------------------------------------------
@@ -190,6 +210,10 @@ class Runtime:
             from .cgroups import Manager
 
             Manager.from_state(st.cgroup).destroy()
+        if st.intel_rdt:
+            from .intelrdt import remove
+
+            remove(st.intel_rdt)
         _remove_dir(sd.path)
         if hooks.poststop:
             from .hooks import run_phase
@@ -200,6 +224,27 @@ class Runtime:
                     run_phase("poststop", [hook], st.hook_state())
                 except OciError as e:
                     self.log.warning(str(e))
+
+
+def owner_of(path: str) -> str:
+    """The user name of ``path``'s owner, or ``#uid`` without one: runc's list OWNER (the state dir's
+    owner, so a rootless user's containers show that user, root's show root)."""
+    import pwd
+
+    uid = os.stat(path).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
+def _notify_relay(sd: StateDir):
+    """NOTIFY_SOCKET set and the container made for it at create: bind its socket (ocirun.notify)."""
+    if not os.environ.get("NOTIFY_SOCKET") or not os.path.isdir(os.path.join(sd.path, "notify")):
+        return None
+    from .notify import Relay
+
+    return Relay(sd.path)
 
 
 def _saved_hooks(st: ContainerState):

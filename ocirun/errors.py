@@ -4,6 +4,19 @@ Engines match runc's strings (podman turns ``exec: "/x": stat /x: no such file
 or directory`` into exit 127, containerd looks for ``does not exist``), so the
 messages that cross the CLI boundary keep runc's spelling.  Every error carries
 one line of text; context is prepended by each layer with :func:`wrap`.
+
+The hierarchy is also the Python API's (:mod:`ocirun.api`, docs/api.md)::
+
+    OciError
+    ├── UsageError
+    ├── ConfigError  (alias InvalidConfig)
+    ├── InvalidIdError
+    ├── ContainerNotFound          .id
+    ├── ContainerExists            .id
+    ├── InvalidState
+    │   └── NotRunning
+    ├── InitError, HookError, CgroupError, SeccompError
+    └── Timeout                    (ocirun.api: a process outlived its timeout)
 """
 from __future__ import annotations
 
@@ -27,6 +40,10 @@ class UsageError(OciError):
 
 class ConfigError(OciError):
     """config.json (or a process/resources JSON) is missing, malformed or invalid."""
+
+
+#: The API's name for it: a config.json (or process JSON) that cannot be used.
+InvalidConfig = ConfigError
 
 
 class InvalidIdError(OciError):
@@ -68,6 +85,10 @@ class CgroupError(OciError):
 
 class SeccompError(OciError):
     """The seccomp profile cannot be translated or loaded."""
+
+
+class Timeout(OciError):
+    """A process run through :mod:`ocirun.api` did not exit in time (it has been killed)."""
 
 
 def wrap(context: str, err: BaseException) -> OciError:

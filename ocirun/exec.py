@@ -27,11 +27,11 @@ Errors are worded as runc words them (``exec failed: ...``; exit status 255).
 from __future__ import annotations
 
 import os
-import signal
-from dataclasses import dataclass, field
+import _signal as signal  # the C module: `signal` imports enum (≈2 ms of every exec)
 
 from . import sync
-from .errors import OciError
+from .errors import InvalidState, OciError
+from .records import Record, factory  # not dataclasses: it imports inspect (≈10 ms of every exec)
 
 ENV_INITMODE = "_OCIRUN_INITMODE"
 EXIT_FAILED = 255  # runc's exit status when exec itself fails
@@ -45,25 +45,30 @@ class ExecFailed(OciError):
     """exec did not start the process (printed as ``exec failed: ...``)."""
 
 
-@dataclass
-class ExecOptions:
+class ExecRefused(ExecFailed, InvalidState):
+    """exec refused in the container's status (stopped, paused): an InvalidState for the Python API."""
+
+
+class ExecOptions(Record):
     process_file: str | None = None
-    args: list[str] = field(default_factory=list)
+    args: list[str] = factory(list)
     tty: bool | None = None
     console_socket: str | None = None
+    pidfd_socket: str | None = None
     detach: bool = False
     pid_file: str | None = None
     cwd: str | None = None
-    env: list[str] = field(default_factory=list)
+    env: list[str] = factory(list)
     user: str | None = None
-    additional_gids: list[str] = field(default_factory=list)
-    caps: list[str] = field(default_factory=list)
+    additional_gids: list[str] = factory(list)
+    caps: list[str] = factory(list)
     no_new_privs: bool | None = None
     process_label: str | None = None
     apparmor: str | None = None
     preserve_fds: int = 0
-    cgroups: list[str] = field(default_factory=list)
+    cgroups: list[str] = factory(list)
     ignore_paused: bool = False
+    stdio: tuple | None = None  # (stdin, stdout, stderr) fds for the process instead of ours (ocirun.api)
 
 
 def _many(value) -> list[str]:
@@ -85,6 +90,7 @@ def options_from_flags(args: list[str], flags: dict) -> ExecOptions:
         args=list(args),
         tty=bool(flags["tty"]) if "tty" in flags else None,
         console_socket=flags.get("console-socket"),
+        pidfd_socket=flags.get("pidfd-socket"),
         detach=bool(flags.get("detach")),
         pid_file=flags.get("pid-file"),
         cwd=flags.get("cwd"),
@@ -259,11 +265,11 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
 
     sd, st = rt.load(cid)
     if st.status == STOPPED:
-        raise ExecFailed("cannot exec in a stopped container")
+        raise ExecRefused("cannot exec in a stopped container")
     if st.status == PAUSED and not opts.ignore_paused:
-        raise ExecFailed("cannot exec in a paused container (use --ignore-paused to override)")
+        raise ExecRefused("cannot exec in a paused container (use --ignore-paused to override)")
     if st.pid <= 0:
-        raise ExecFailed("container is not running")
+        raise ExecRefused("container is not running")
     raw = build_process(st.bundle, opts)
     terminal = bool(raw.get("terminal"))
     check_terminal(terminal, opts.detach, opts.console_socket)
@@ -290,7 +296,7 @@ def _container_seccomp(st, log) -> tuple[dict | None, dict]:
     for w in compiled.warnings:
         log.warning(w)
     listener = {}
-    if profile.get("listenerPath"):
+    if profile.get("listenerPath") and compiled.needs_listener:  # ignored without an SCMP_ACT_NOTIFY rule
         listener = {"listener_path": profile["listenerPath"],
                     "listener_metadata": profile.get("listenerMetadata")}
     return compiled.to_json(), listener
@@ -349,7 +355,12 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
     # In the foreground, signals are ours to forward from now on: one that arrives before the process
     # exists is kept and delivered once it does (the process may well be running before we know it).
     forward = None if opts.detach else Forwarder(FORWARDED)
+    pidfd_sock = None
     try:
+        if opts.pidfd_socket:
+            from . import pidfd
+
+            pidfd_sock = pidfd.connect(opts.pidfd_socket)
         if terminal:
             if opts.console_socket:
                 console_fd = launcher._connect_console(opts.console_socket)
@@ -362,9 +373,14 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
 
             # The process is the stage's child: when the stage exits it must come to us.
             k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-        stage, sock = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds)
+        stage, sock = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds,
+                                          stdio=opts.stdio)
         if mgr is not None and not paused:
             _join_cgroups(mgr, sub_dirs, stage)  # before the stage forks: the process inherits it
+        if st.intel_rdt:  # the container's resctrl group (and MON group), inherited the same way
+            from .intelrdt import add_task
+
+            add_task(st.intel_rdt, stage)
         fds, fd_index = [], {}
         for name, fd in namespaces:
             fd_index[name] = len(fds)
@@ -374,7 +390,8 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             fds.append(console_fd)
         sync.send(sock, sync.CONFIG, fds=fds, process=raw, seccomp=seccomp_wire, state=st.hook_state(),
                   options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
-                           "fd_index": fd_index, "preserve_fds": opts.preserve_fds, "setgroups": True,
+                           "fd_index": fd_index, "preserve_fds": opts.preserve_fds,
+                           "setgroups": _setgroups_allowed(st.pid), "keep_groups": _keep_groups(st),
                            **listener})
         for _, fd in namespaces:
             os.close(fd)
@@ -387,6 +404,11 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             final = _handshake(rt, sock, stage, mgr, sub_dirs, process, paused and opts.detach, paused, started)
         finally:
             final = started.get("pid")  # known once PID arrived, even if a later step failed
+        if pidfd_sock is not None:
+            from . import pidfd
+
+            sock_, pidfd_sock = pidfd_sock, None
+            pidfd.send(sock_, final)
         if opts.pid_file:
             launcher.write_pid_file(opts.pid_file, final)
         if opts.detach:
@@ -432,6 +454,8 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             tty_sock.close()
         if sock is not None:
             sock.close()
+        if pidfd_sock is not None:
+            pidfd_sock.close()
 
 
 def _join_cgroups(mgr, sub_dirs: list[str], pid: int) -> None:
@@ -506,10 +530,12 @@ def _host_side_limits(pid: int, process) -> None:
                              f"hard={r.hard}: {reason}") from None
     if process.oomScoreAdj is not None:
         try:
-            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
-                f.write(str(process.oomScoreAdj))
+            from .procfs import write
+
+            write(f"{pid}/oom_score_adj", str(process.oomScoreAdj), private=False)  # the host's /proc
         except OSError as e:
-            raise ExecFailed(f"unable to start container process: write oom_score_adj: {e.strerror}") from None
+            raise ExecFailed("unable to start container process: write oom_score_adj: "
+                             f"{getattr(e, 'reason', e.strerror)}") from None
 
 
 class Forwarder:
@@ -544,15 +570,15 @@ class Forwarder:
 def wait_foreground(pid: int) -> int:
     """Wait for the process, reaping other orphans re-parented to us; return its status.  (Signals are
     forwarded by the caller's :class:`Forwarder`.)"""
-    from .tty import exit_status
-
     while True:
         try:
             got, status = os.waitpid(-1, 0)
         except ChildProcessError:
             return EXIT_FAILED
         if got == pid:
-            return exit_status(status)
+            # = tty.exit_status (128 + signal), without importing tty (socket, signal, array: ≈5 ms)
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
 
 
 def _reap(pid: int) -> None:
@@ -560,3 +586,20 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def _keep_groups(st) -> bool:
+    """The container's ``run.oci.keep_original_groups`` applies to exec'd processes too (as crun)."""
+    from .security import keeps_original_groups
+
+    return keeps_original_groups(st.annotations)
+
+
+def _setgroups_allowed(pid: int) -> bool:
+    """Whether the container's user namespace allows setgroups(2) (a rootless one mapping only
+    its creator's gid denies it, and the exec'd process must not try)."""
+    try:
+        with open(f"/proc/{pid}/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True

@@ -49,7 +49,7 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
     last_cap = k.cap_last_cap()
     masks, skipped = security.cap_sets(process, last_cap)
     for name in skipped:
-        sync.send(sock, sync.WARNING, msg=f"capability {name} cannot be granted on this kernel: skipped")
+        sync.send(sock, sync.WARNING, msg=f"capability {name}: skipped")
     seccomp = listener = None
     if msg.get("seccomp"):
         from .seccomp import CompiledFilter
@@ -60,6 +60,7 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
 
             listener = connect_listener(opts["listener_path"])
     console = fds[index["console"]] if "console" in index else None
+    msg["memory_policy"] = _container_memory_policy(msg["state"].get("bundle"))
 
     # [1] Join: user first (it owns the others), mount last (it takes our root and cwd with it).
     joined_user = False
@@ -102,6 +103,10 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     os.setsid()
+    if msg.get("memory_policy") is not None:  # before seccomp, which may forbid set_mempolicy
+        from .mempolicy import apply as set_memory_policy
+
+        set_memory_policy(msg["memory_policy"])
     if process.terminal:
         # /dev/ptmx is the container's (we are in its mount namespace): the slave lives in its devpts.
         from .terminal import setup_console  # imported before the setns by _preimport
@@ -110,18 +115,21 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
     elif console is not None:
         os.close(console)
     env = _with_home(process)
-    setgroups = opts.get("setgroups", True)
+    setgroups = security.setgroups_policy(process, opts)
     path = security.preflight(process, setgroups)
     # Before any seccomp filter (it may forbid close_range or rt_sigaction): fds close-on-exec,
     # signals back to defaults.
     _prepare_exec_state(opts.get("preserve_fds", 0))
+    # LSM labels for the execve: before the privilege switch (our attr files are root's while we
+    # are non-dumpable) and before seccomp; through a private procfs handle (CVE-2025-52881).
+    from .lsm import set_exec_labels
+
+    set_exec_labels(process.apparmorProfile, process.selinuxLabel)
 
     if seccomp is not None and not process.noNewPrivileges:
         _load_seccomp(seccomp, listener, msg)  # without NNP the filter needs CAP_SYS_ADMIN: load it now
         seccomp = None
     security.become_process(process, masks, last_cap, setgroups, _chdir)
-    if process.apparmorProfile:
-        _apparmor_exec(process.apparmorProfile)
     if seccomp is not None:
         _load_seccomp(seccomp, listener, msg)
 
@@ -139,7 +147,7 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
 def _preimport(process, msg: dict) -> None:
     import errno, fcntl, stat, struct  # noqa: F401,E401
 
-    from . import init, pathsafe, security  # noqa: F401
+    from . import init, lsm, pathsafe, security  # noqa: F401
     from .security import ExecError  # noqa: F401
     if process.terminal:
         import array, socket, termios  # noqa: F401,E401
@@ -148,9 +156,24 @@ def _preimport(process, msg: dict) -> None:
     if msg.get("seccomp"):
         from . import seccomp  # noqa: F401
         from .kernel import seccomp as _kseccomp  # noqa: F401
-        from .seccomp import model, notify  # noqa: F401
+        from .seccomp import model  # noqa: F401
+        if msg["options"].get("listener_path"):  # notify imports json and socket: only for an agent
+            from .seccomp import notify  # noqa: F401
     if process.scheduler or process.ioPriority or process.execCPUAffinity:
         from . import plan, sched  # noqa: F401
+
+
+def _container_memory_policy(bundle: str | None):
+    """linux.memoryPolicy of the container, read from its bundle while the host's files are in reach
+    (a policy belongs to a task: the exec'd process gets it set, as runc does); None without one."""
+    if not bundle:
+        return None
+    from .config import read_json
+
+    policy = (read_json(os.path.join(bundle, "config.json"), "config file").get("linux") or {}).get("memoryPolicy")
+    if policy is not None:
+        from . import mempolicy  # noqa: F401  (before setns: the host's library directory is out of reach after)
+    return policy
 
 
 def _chdir(cwd: str) -> None:
@@ -189,26 +212,6 @@ def _with_home(process) -> list[str]:
         pass
     env.append(f"HOME={home}")
     return env
-
-
-def _apparmor_exec(profile: str) -> None:
-    """Ask AppArmor to switch to ``profile`` at execve."""
-    data = f"exec {profile}".encode()
-    for path in ("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise OSError(e.errno, f"apparmor failed to apply profile: open {path}: {e.strerror}") from None
-        try:
-            os.write(fd, data)
-            return
-        except OSError as e:
-            raise OSError(e.errno, f"apparmor failed to apply profile: write {path}: {e.strerror}") from None
-        finally:
-            os.close(fd)
-    raise OSError(2, "apparmor failed to apply profile: no /proc/self/attr/exec")
 
 
 def _load_seccomp(compiled, listener, msg: dict) -> None:

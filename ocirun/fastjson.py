@@ -57,18 +57,27 @@ def _slow_loads(text: str):
 
 
 _quote = _json.encode_basestring_ascii
+_quote_utf8 = _json.encode_basestring  # json's ensure_ascii=False string encoder
 
 
-def dumps(obj, indent: int | None = None) -> str:
-    """Serialise dicts, lists, str, int, float, bool and None (what ocirun writes)."""
+def dumps(obj, indent: int | None = None, ensure_ascii: bool = True) -> str:
+    """Serialise dicts, lists, str, int, float, bool and None (what ocirun writes), as json.dumps does."""
     out: list[str] = []
-    _write(obj, out, indent, 0)
+    _write(obj, out, indent, 0, _quote if ensure_ascii else _quote_utf8)
     return "".join(out)
 
 
-def _write(obj, out: list[str], indent, level: int) -> None:
+def _float(x: float) -> str:
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "Infinity" if x > 0 else "-Infinity"
+    return float.__repr__(x)
+
+
+def _write(obj, out: list[str], indent, level: int, quote=_quote) -> None:
     if isinstance(obj, str):
-        out.append(_quote(obj))
+        out.append(quote(obj))
     elif obj is None:
         out.append("null")
     elif obj is True:
@@ -76,7 +85,7 @@ def _write(obj, out: list[str], indent, level: int) -> None:
     elif obj is False:
         out.append("false")
     elif isinstance(obj, (int, float)):
-        out.append(repr(obj) if isinstance(obj, float) else str(int(obj)))
+        out.append(_float(obj) if isinstance(obj, float) else str(int(obj)))
     elif isinstance(obj, dict):
         if not obj:
             out.append("{}")
@@ -88,9 +97,9 @@ def _write(obj, out: list[str], indent, level: int) -> None:
                 out.append(sep)
             if indent is not None:
                 out.append("\n" + " " * (indent * (level + 1)))
-            out.append(_quote(str(key)))
+            out.append(quote(str(key)))
             out.append(": ")
-            _write(value, out, indent, level + 1)
+            _write(value, out, indent, level + 1, quote)
         if indent is not None:
             out.append("\n" + " " * (indent * level))
         out.append("}")
@@ -105,9 +114,58 @@ def _write(obj, out: list[str], indent, level: int) -> None:
                 out.append(sep)
             if indent is not None:
                 out.append("\n" + " " * (indent * (level + 1)))
-            _write(value, out, indent, level + 1)
+            _write(value, out, indent, level + 1, quote)
         if indent is not None:
             out.append("\n" + " " * (indent * level))
+        out.append("]")
+    else:
+        raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def canonical(obj) -> str:
+    """``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, without json.
+
+    For hashing (the seccomp cache key): the same text json gives for anything parsed from JSON,
+    so keys stay stable across the two implementations.  Raises TypeError on what JSON cannot hold
+    or on keys that are not all strings, ValueError on a self-containing value (as json does).
+    """
+    out: list[str] = []
+    _canon(obj, out, 0)
+    return "".join(out)
+
+
+def _canon(obj, out: list[str], depth: int) -> None:
+    if depth > 900:  # json raises ValueError("Circular reference detected") for cycles
+        raise ValueError("Circular reference detected (or nesting too deep)")
+    if isinstance(obj, str):
+        out.append(_quote_utf8(obj))
+    elif obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif isinstance(obj, int):
+        out.append(int.__repr__(obj))
+    elif isinstance(obj, float):
+        out.append(_float(obj))
+    elif isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise TypeError("canonical JSON: keys must be strings")
+        out.append("{")
+        for i, key in enumerate(sorted(obj)):
+            if i:
+                out.append(",")
+            out.append(_quote_utf8(key))
+            out.append(":")
+            _canon(obj[key], out, depth + 1)
+        out.append("}")
+    elif isinstance(obj, (list, tuple)):
+        out.append("[")
+        for i, value in enumerate(obj):
+            if i:
+                out.append(",")
+            _canon(value, out, depth + 1)
         out.append("]")
     else:
         raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

@@ -57,7 +57,9 @@ def main() -> None:
 def _report(sock, e: BaseException) -> None:
     if isinstance(e, SystemExit):
         return
-    text = str(e) or type(e).__name__
+    # OSError(errno, message) is how the stages raise with context: show the message, not
+    # Python's "[Errno N]" prefix (the caller reads one line, as from runc).
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
     if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
         text = f"{text}: {e.filename}"
     from .errors import HookError
@@ -80,7 +82,8 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     # Files we need later are opened now, as the runtime's user: inside a new user namespace
     # their paths may not be traversable any more.
     root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    handles = {}
+    # The same on the host as inside; read from the runtime's /proc, which the container cannot touch.
+    handles = {"last_cap": k.cap_last_cap()}
 
     # [1] Join the namespaces given by path: open them all first (paths resolve in the runtime
     # mount namespace), then setns in order, user first.
@@ -97,8 +100,9 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
         os.close(nsfd)
 
     mntns = linux.namespace("mount")
-    if linux.seccomp and linux.seccomp.get("listenerPath"):
+    if linux.seccomp and linux.seccomp.get("listenerPath") and (msg.get("seccomp") or {}).get("needsListener"):
         # Connect to the seccomp agent now: after pivot_root its socket path is out of reach.
+        # Without an SCMP_ACT_NOTIFY rule listenerPath is ignored (config-linux.md): no connection.
         from .seccomp.notify import connect_listener
 
         handles["listener"] = connect_listener(linux.seccomp["listenerPath"])
@@ -113,9 +117,16 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     # [2] A new user namespace first: the parent writes our maps, then we become its root.
     userns = linux.namespace("user")
     if userns is not None and not userns.path:
+        # A non-root parent can open our /proc/<pid>/{uid,gid}_map only while we are dumpable
+        # (runc does the same); nothing of the container runs yet, and we go back at once.
+        unprivileged = os.geteuid() != 0
         k.unshare(k.CLONE_NEWUSER)
+        if unprivileged:
+            k.prctl(k.PR_SET_DUMPABLE, 1)
         sync.send(sock, sync.USERNS_READY)
         sync.recv(sock, sync.USERNS_MAPPED)
+        if unprivileged:
+            k.prctl(k.PR_SET_DUMPABLE, 0)
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     flags = 0
@@ -148,14 +159,16 @@ def _preimport(spec) -> None:
     interpreter's library directory, and after pivot_root the host's filesystem is
     gone altogether: a lazy import there would fail.
     """
-    import base64, errno, fcntl, stat, struct  # noqa: F401,E401
+    import errno, fcntl, stat, struct  # noqa: F401,E401  (binascii comes with seccomp.model below)
 
-    from . import pathsafe, rootfs, security  # noqa: F401
+    from . import lsm, pathsafe, rootfs, security  # noqa: F401
     if any((spec.hooks.createContainer, spec.hooks.startContainer)):
         from . import hooks  # noqa: F401
         import subprocess  # noqa: F401
     if spec.linux.personality:
         from . import plan  # noqa: F401
+    if spec.linux.memoryPolicy is not None:
+        from . import mempolicy  # noqa: F401
     process = spec.process
     if process is None:
         return
@@ -164,23 +177,27 @@ def _preimport(spec) -> None:
     if spec.linux.seccomp:
         from . import seccomp  # noqa: F401
         from .kernel import seccomp as _kseccomp  # noqa: F401
-        from .seccomp import model, notify  # noqa: F401
+        from .seccomp import model  # noqa: F401
+        if spec.linux.seccomp.get("listenerPath"):  # notify imports json and socket (≈5 ms): only for an agent
+            from .seccomp import notify  # noqa: F401
     if process.scheduler or process.ioPriority or process.execCPUAffinity:
         from . import sched  # noqa: F401
 
 
 def _write_time_offsets(offsets: dict) -> None:
+    """Through a private /proc handle: the mount namespace may be one joined by path."""
+    from . import procfs
+
     lines = []
     for clock, off in offsets.items():
         cid = {"monotonic": 1, "boottime": 7}[clock]
         lines.append(f"{cid} {int(off.get('secs', 0))} {int(off.get('nanosecs', 0))}")
-    with open("/proc/self/timens_offsets", "w") as f:
-        f.write("\n".join(lines))
+    procfs.write("self/timens_offsets", "\n".join(lines))
 
 
 # ------------------------------------------------------------------------------------------------
 def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
-    from . import rootfs, security
+    from . import lsm, rootfs, security
     from .plan import mount_op
 
     opts = msg["options"]
@@ -206,10 +223,12 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     dev_is_bind = False
     for i, m in enumerate(spec.mounts):
         op = mount_op(m, msg["bundle"])
+        if linux.mountLabel:
+            op.data = lsm.labelled_mount_data(op.fstype, op.bind, op.data, linux.mountLabel)
         if op.destination == "/dev" and op.bind:
             dev_is_bind = True
-        if op.bind and (op.idmap or op.uid_mappings):
-            _idmapped_bind(rootfd, op, fds[fd_index[f"idmap{i}"]] if op.uid_mappings else None)
+        if op.bind and (op.idmap or op.uid_mappings):  # made by the runtime (ocirun.idmap): attach it
+            rootfs.bind_mount(rootfd, op, tree=fds[fd_index[f"idmap{i}"]])
         else:
             rootfs.do_mount(rootfd, op, userns)
     rootfs.mount_dev_defaults(rootfd, userns, dev_is_bind)
@@ -237,8 +256,17 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         from .plan import PROPAGATION_ROOTFS
 
         k.mount(None, "/", None, PROPAGATION_ROOTFS[linux.rootfsPropagation])
+    # Every procfs write from here on (keyring label, sysctl, oom_score_adj, LSM exec labels) goes
+    # through one private clone of the container's /proc: no mount stacked on a /proc subpath, from
+    # the config, a hook or a peer mount namespace, can redirect it (CVE-2025-52881; ocirun.procfs).
+    proc = _procfs_handle(spec)
+    if proc is not None:
+        handles["procfs"] = proc
     if not opts.get("no_new_keyring"):
-        # runc's default: a fresh session keyring named after the container (--no-new-keyring keeps ours)
+        # runc's default: a fresh session keyring named after the container (--no-new-keyring keeps ours),
+        # labelled with the process label when SELinux is on
+        if spec.process is not None:
+            lsm.set_keyring_label(spec.process.selinuxLabel, proc)
         try:
             k.join_session_keyring(f"_ses.{msg['state']['id']}")
         except OSError as e:
@@ -249,7 +277,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     if spec.domainname is not None:
         k.setdomainname(spec.domainname)
     for key, value in linux.sysctl.items():
-        _write_proc(f"/proc/sys/{key.replace('.', '/')}", value)
+        proc.write(f"sys/{key.replace('.', '/')}", value)
     for path in linux.readonlyPaths:
         rootfs.readonly_path(path)
     for path in linux.maskedPaths:
@@ -260,6 +288,11 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         from .plan import personality_value
 
         k.personality(personality_value(linux.personality))
+    _reopen_dev_null()
+    if linux.memoryPolicy is not None:  # inherited by the process across execve; failing here fails `create`
+        from .mempolicy import apply as set_memory_policy
+
+        set_memory_policy(linux.memoryPolicy)
 
     process = spec.process
     if process is None:
@@ -277,12 +310,14 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     elif console_sock is not None:
         os.close(console_sock)
     if process.oomScoreAdj is not None:
-        _write_proc("/proc/self/oom_score_adj", str(process.oomScoreAdj))
+        proc.write("self/oom_score_adj", str(process.oomScoreAdj))
+    if proc is not None and not (process.apparmorProfile or process.selinuxLabel):
+        handles.pop("procfs").close()  # now, not at execve: dissolving the clone costs ≈0.1 ms
 
-    last_cap = k.cap_last_cap()
+    last_cap = handles.pop("last_cap")
     masks, skipped = security.cap_sets(process, last_cap)
     for name in skipped:
-        sync.send(sock, sync.WARNING, msg=f"capability {name} cannot be granted on this kernel: skipped")
+        sync.send(sock, sync.WARNING, msg=f"capability {name}: skipped")
     seccomp = None
     if linux.seccomp:
         from . import seccomp as sc
@@ -290,10 +325,12 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         seccomp = sc.CompiledFilter.from_json(msg["seccomp"])
     # Check, as the target user, that cwd and the program are usable, so that `create` reports
     # `exec: "x": ...` as runc does (podman maps that wording to exit 126/127).
-    setgroups = opts.get("setgroups", True)
+    setgroups = security.setgroups_policy(process, opts)
     path = security.preflight(process, setgroups)
     # rlimits now, so that one the kernel refuses fails `create` (engines read create's error).
     security.apply_rlimits(process)
+    if process.capabilities is not None:  # likewise caps capset would refuse after `start`
+        security.check_caps(masks)
 
     # [7] Ready: the parent records `created`.  Block in accept() until `start` connects.
     sync.send(sock, sync.READY)
@@ -303,23 +340,59 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     # [8] From here errors go to `start` over its connection.  Privileges in the order that keeps each
     # step possible (see ocirun.security), startContainer hooks, seccomp as late as possible, execve.
     try:
-        # Before any seccomp filter is loaded (it may forbid close_range or rt_sigaction): every
-        # fd above stdio and --preserve-fds becomes close-on-exec, signals go back to defaults.
-        _prepare_exec_state(opts.get("preserve_fds", 0))
-        if seccomp is not None and not process.noNewPrivileges:
-            # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
-            _load_seccomp(seccomp, msg, handles.get("listener"))
-            seccomp = None
-        security.become_process(process, masks, last_cap, setgroups, os.chdir)
-        if spec.hooks.startContainer:
-            from .hooks import run_phase
-
-            run_phase("startContainer", spec.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
-        if seccomp is not None:
-            _load_seccomp(seccomp, msg, handles.get("listener"))
-        exec_process(path, process.args, process.env, opts.get("preserve_fds", 0))
+        _exec_sequence(spec, process, path, msg, opts, seccomp, masks, last_cap, setgroups, handles)
     except BaseException as e:
         _fail_after_start(str(e))
+
+
+def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, masks: dict, last_cap: int,
+                   setgroups: bool, handles: dict) -> None:
+    """[8] after `start`: exec state, LSM labels, privileges, startContainer hooks, seccomp, execve."""
+    from . import lsm, security
+
+    # Before any seccomp filter is loaded (it may forbid close_range or rt_sigaction): every
+    # fd above stdio and --preserve-fds becomes close-on-exec, signals go back to defaults.
+    _prepare_exec_state(opts.get("preserve_fds", 0))
+    # LSM labels for the execve, while we may still open our attr files (non-dumpable: root's)
+    # and before any seccomp filter; they also apply to startContainer hooks (as in runc).
+    lsm.set_exec_labels(process.apparmorProfile, process.selinuxLabel, handles.get("procfs"))
+    if seccomp is not None and not process.noNewPrivileges:
+        # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
+        _load_seccomp(seccomp, msg, handles.get("listener"))
+        seccomp = None
+    security.become_process(process, masks, last_cap, setgroups, os.chdir)
+    if spec.hooks.startContainer:
+        from .hooks import run_phase
+
+        run_phase("startContainer", spec.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
+    if seccomp is not None:
+        _load_seccomp(seccomp, msg, handles.get("listener"))
+    exec_process(path, process.args, process.env, opts.get("preserve_fds", 0))
+
+
+def _reopen_dev_null() -> None:
+    """Stdio that is the host's /dev/null becomes the container's own (as runc's reOpenDevNull).
+
+    The host's device node lives on a mount the container cannot see: CRIU cannot checkpoint
+    an fd on it ("Can't lookup mount"), and nothing in the container should hold a host file."""
+    import stat
+
+    try:
+        null = os.stat("/dev/null")
+    except OSError:
+        return
+    if not stat.S_ISCHR(null.st_mode) or null.st_rdev != os.makedev(1, 3):
+        return
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev and (st.st_dev, st.st_ino) != \
+                (null.st_dev, null.st_ino):
+            new = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            os.dup2(new, fd)  # dup2's copy is inheritable
+            os.close(new)
 
 
 _START_FD = None
@@ -381,33 +454,15 @@ def exec_process(path: str, args: list[str], env: list[str], preserve_fds: int) 
     os.execve(path, args, envp)
 
 
-def _idmapped_bind(rootfd: int, op, userns_fd: int | None) -> None:
-    """A bind mount with the mount's own mapping (a user namespace fd the parent made), or the
-    container's user namespace mapping."""
-    from . import rootfs
+def _procfs_handle(spec):
+    """The private /proc handle of stage 2, or None when nothing will be written to procfs."""
+    process = spec.process
+    if not (spec.linux.sysctl or (process is not None and (
+            process.oomScoreAdj is not None or process.selinuxLabel or process.apparmorProfile))):
+        return None
+    from .procfs import Procfs
 
-    try:
-        fd = userns_fd if userns_fd is not None else os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            rootfs.bind_mount(rootfd, op, userns_fd=fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise OSError(e.errno, f"idmapped mount {op.source} to {op.destination}: {e.strerror or e}") from None
-
-
-def _write_proc(path: str, value: str) -> None:
-    """Write a procfs file after checking that the fd really is on procfs (not a bind over it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        magic, _ = k.fstatfs(fd)
-        if magic != k.PROC_SUPER_MAGIC:
-            raise OSError(1, f"write {path}: not on procfs (refusing a redirected write)")
-        os.write(fd, value.encode())
-    except OSError as e:
-        raise OSError(e.errno, f"write {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
+    return Procfs()
 
 
 def _hook_state(msg: dict, pid: int, status: str = "creating") -> dict:
@@ -419,10 +474,11 @@ def _hook_state(msg: dict, pid: int, status: str = "creating") -> dict:
 
 def _load_seccomp(compiled, msg: dict, listener_conn) -> None:
     from . import seccomp as sc
-    from .seccomp.notify import send_state
 
     fd = sc.load(compiled)
-    if fd is not None:
+    if fd is not None:  # NEW_LISTENER: only with a listenerPath, so _preimport loaded notify
+        from .seccomp.notify import send_state
+
         state = dict(msg["state"])
         state["pid"] = os.getpid()
         send_state(listener_conn, fd, state, msg["spec"]["linux"]["seccomp"].get("listenerMetadata"))

@@ -26,11 +26,15 @@ class CreateOptions(Record):
     bundle: str
     pid_file: str | None = None
     console_socket: str | None = None
+    #: runc 1.2's --pidfd-socket: a pidfd of the container's init is sent there (ocirun.pidfd)
+    pidfd_socket: str | None = None
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
     systemd_cgroup: bool = False
     rootless: bool = False
+    #: (stdin, stdout, stderr) fds for the container's process instead of ours (the Python API's capture)
+    stdio: tuple | None = None
 
 
 def interpreter() -> str:
@@ -38,12 +42,13 @@ def interpreter() -> str:
     return os.path.realpath(sys.executable)
 
 
-def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0) -> tuple:
+def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0, stdio: tuple | None = None) -> tuple:
     """Start the init stage; return (pid, our end of the sync socket).
 
     What it inherits is exactly stdio, ``--preserve-fds`` and the sync socket: every other fd
     the caller left open is made close-on-exec first (CVE-2024-21626: an engine's leaked
     directory fd would otherwise be reachable as ``/proc/self/fd/N`` from the container).
+    ``stdio`` (three fds) replaces our stdin/stdout/stderr in the stage, and so in the process.
     It runs from a read-only bind of the interpreter (pathsafe.readonly_exe), so its
     /proc/<pid>/exe cannot be reopened for writing from inside (CVE-2019-5736).
     """
@@ -59,7 +64,8 @@ def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0) -> tuple:
     exe = interpreter()
     ro = readonly_exe(exe)
     try:
-        pid = os.posix_spawn(f"/proc/self/fd/{ro}", [exe, "-I", "-S", "-c", BOOT], env)
+        actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(stdio)] if stdio else ()
+        pid = os.posix_spawn(f"/proc/self/fd/{ro}", [exe, "-I", "-S", "-c", BOOT], env, file_actions=actions)
     finally:
         child.close()
         os.close(ro)
@@ -77,8 +83,13 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
     )
     seccomp_wire = _compile_seccomp(spec, log)
     console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
+    pidfd_sock = None
+    if opts.pidfd_socket:
+        from . import pidfd
+
+        pidfd_sock = pidfd.connect(opts.pidfd_socket)
     start_sock = _listen(sd)
-    s1, sock = spawn_init(preserve_fds=opts.preserve_fds)
+    s1, sock = spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     s2 = None
     cgroup = None
     try:
@@ -92,7 +103,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         if console_fd is not None:
             fd_index["console"] = len(fds)
             fds.append(console_fd)
-        idmap_fds = _idmap_userns_fds(spec)
+        idmap_fds = _idmapped_trees(spec, opts.bundle)
         for i, fd in idmap_fds.items():
             fd_index[f"idmap{i}"] = len(fds)
             fds.append(fd)
@@ -100,7 +111,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
                   state=st.hook_state(), seccomp=seccomp_wire,
                   options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
                            "no_new_keyring": opts.no_new_keyring,
-                           "fd_index": fd_index, "setgroups": True})
+                           "fd_index": fd_index, "setgroups": _setgroups_allowed(spec),
+                           "keep_groups": _keep_groups(spec)})
         for fd in idmap_fds.values():
             os.close(fd)
         if console_fd is not None:
@@ -122,6 +134,11 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
                 # Limits go on after the init stage's last fork: a pids limit of 0 is valid.
                 if cgroup is not None:
                     cgroup.apply(resources_with_default_devices(spec.linux.resources, spec.linux.devices))
+                if spec.linux.intelRdt is not None:
+                    from . import intelrdt
+
+                    st.intel_rdt = intelrdt.apply(spec.linux.intelRdt, sd.id, s2, intelrdt.find_root())
+                    sd.save(st)  # a killed create leaves a record that `delete --force` can act on
                 if spec.linux.netDevices:
                     from .netdev import move_devices
 
@@ -134,6 +151,11 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
                 sync.send(sock, sync.HOOKS_DONE)
             elif kind == sync.READY:
                 break
+        if pidfd_sock is not None:
+            from . import pidfd
+
+            sock_, pidfd_sock = pidfd_sock, None
+            pidfd.send(sock_, s2)
         st.status = "created"
         sd.save(st)
         if opts.pid_file:
@@ -141,6 +163,10 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         return st
     except BaseException as e:
         _undo(s1, s2, cgroup)
+        if st.intel_rdt:
+            from .intelrdt import remove
+
+            remove(st.intel_rdt, undo=True)
         if isinstance(e, HookError):
             _poststop_after_failure(spec, st, log)
         if isinstance(e, sync.ProtocolError):
@@ -151,6 +177,24 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         start_sock.close()
         if console_fd is not None:
             os.close(console_fd)
+        if pidfd_sock is not None:
+            pidfd_sock.close()
+
+
+def _keep_groups(spec: Spec) -> bool:
+    from .security import keeps_original_groups
+
+    return keeps_original_groups(spec.annotations)
+
+
+def _setgroups_allowed(spec: Spec) -> bool:
+    """False when a non-root parent maps only its own gid into a new user namespace: the kernel
+    then requires setgroups to be denied there (the init must not call setgroups(2))."""
+    if os.geteuid() == 0 or spec.linux.namespace("user") is None or spec.linux.namespace("user").path:
+        return True
+    from .rootless import needs_gid_helper
+
+    return needs_gid_helper(spec.linux.gidMappings)
 
 
 def _poststop_after_failure(spec: Spec, st: ContainerState, log) -> None:
@@ -226,16 +270,19 @@ def write_pid_file(path: str, pid: int) -> None:
 def write_id_maps(pid: int, spec: Spec) -> None:
     """Write /proc/PID/{uid,gid}_map from the spec (we are root in the parent user namespace)."""
     linux = spec.linux
-    for name, maps in (("uid_map", linux.uidMappings), ("gid_map", linux.gidMappings)):
-        text = "".join(f"{m.containerID} {m.hostID} {m.size}\n" for m in maps)
-        try:
-            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    if os.geteuid() != 0:  # rootless: own id directly, ranges through newuidmap/newgidmap
+        from .rootless import write_maps
+
+        return write_maps(pid, linux.uidMappings, linux.gidMappings)
+    from .procfs import Procfs
+
+    with Procfs(private=False) as proc:  # the host's /proc: see ocirun.procfs
+        for name, maps in (("uid_map", linux.uidMappings), ("gid_map", linux.gidMappings)):
+            text = "".join(f"{m.containerID} {m.hostID} {m.size}\n" for m in maps)
             try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {e.strerror}") from None
+                proc.write(f"{pid}/{name}", text)
+            except OSError as e:
+                raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {e.reason}") from None
 
 
 def _listen(sd: StateDir):
@@ -245,8 +292,9 @@ def _listen(sd: StateDir):
     anything through /proc (which a non-dumpable process in a user namespace
     cannot), and the connection carries the init's answer back to `start`.
     Bound through an O_PATH fd of the state dir to stay clear of sun_path's 108 bytes.
+    The C module `_socket`, not `socket` (which imports enum, selectors: ≈2 ms of every create).
     """
-    import socket
+    import _socket as socket
 
     from .pathsafe import O_PATH
 
@@ -261,7 +309,7 @@ def _listen(sd: StateDir):
 
 
 def _connect_console(path: str) -> int:
-    import socket
+    import _socket as socket  # see _listen
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -272,21 +320,17 @@ def _connect_console(path: str) -> int:
     return s.detach()
 
 
-def _idmap_userns_fds(spec: Spec) -> dict[int, int]:
-    """User namespaces carrying each idmapped mount's own mapping, made here in the runtime's
-    namespaces (the init stage may be in a new pid namespace, where /proc/<child> is not its child)."""
-    out = {}
-    for i, m in enumerate(spec.mounts):
-        if m.uidMappings:
-            from .idmap import userns_fd
+def _idmapped_trees(spec: Spec, bundle: str) -> dict[int, int]:
+    """The idmapped bind mounts, made here as detached mounts for the init to attach (see
+    ocirun.idmap.detached_trees for why the runtime makes them)."""
+    if not any(m.uidMappings or {"idmap", "ridmap"} & set(m.options or ()) for m in spec.mounts):
+        return {}
+    from .idmap import detached_trees
 
-            try:
-                out[i] = userns_fd(m.uidMappings, m.gidMappings)
-            except OSError as e:
-                for fd in out.values():
-                    os.close(fd)
-                raise OciError(f"mounts[{i}]: {e.strerror or e}") from None
-    return out
+    try:
+        return detached_trees(spec, bundle)
+    except OSError as e:
+        raise OciError(str(e.strerror or e)) from None
 
 
 def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState):
@@ -304,9 +348,13 @@ def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: Conta
     return mgr
 
 
-#: Device rules every container gets after its own (as runc does): the default devices of
-#: config-linux.md, /dev/console, /dev/ptmx and the devpts slaves.
+#: Device rules every container gets after its own (runc 1.1's AllowedDevices): mknod of any
+#: device node (opening one still needs its own rule), the default devices of config-linux.md,
+#: /dev/console, /dev/ptmx, the devpts slaves and /dev/net/tun (containers that mknod it with
+#: CAP_NET_ADMIN, as VPN images do under Docker, rely on it).
 DEFAULT_DEVICE_RULES = [
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
     {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
@@ -316,6 +364,7 @@ DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
     {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
     {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
 ]
 
 

@@ -17,17 +17,18 @@ on kernels without the per-LSM directory); both take effect at the container pro
 The mount label becomes a ``context="..."`` option of the mounts runc labels (tmpfs, devpts and
 other plain filesystems; not proc, sysfs, mqueue, cgroup or binds).
 
-Every attr write goes through :class:`ProcAttrWriter`: a private, non-recursive clone of the
-/proc mount (open_tree without AT_RECURSIVE carries none of the mounts stacked on /proc
-subpaths), opened beneath it with no symlinks and no mount crossing, and checked to be procfs.
-A container that bind-mounts something over /proc/self/attr/exec (or races one in, the
-CVE-2025-52881 class) cannot redirect these writes.
+Every attr write goes through :class:`ocirun.procfs.Procfs` (the one procfs writer of the
+runtime): a private, non-recursive clone of the /proc mount (open_tree without AT_RECURSIVE carries
+none of the mounts stacked on /proc subpaths), ``thread-self`` read through it, the attr file opened
+beneath it with no symlinks and no mount crossing, and checked to be procfs.  A container that
+bind-mounts something over /proc/self/attr/exec (or races one in, the CVE-2025-52881 class) cannot
+redirect these writes.  The caller may pass its own open handle (``writer``) to share one clone.
 """
 from __future__ import annotations
 
 import os
 
-from .kernel import linux as k
+from .procfs import Procfs
 
 
 def apparmor_enabled() -> bool:
@@ -73,63 +74,8 @@ def exec_attr_writes(apparmor_profile: str | None, selinux_label: str | None) ->
 
 
 # ---- how to write it ----------------------------------------------------------------------------------
-_write, _close = os.write, os.close  # seams for the unit tests (the fake kernel's fds are not real)
-_RESOLVE = k.RESOLVE_BENEATH | k.RESOLVE_NO_XDEV | k.RESOLVE_NO_SYMLINKS | k.RESOLVE_NO_MAGICLINKS
-
-
-class ProcAttrWriter:
-    """Writes this thread's /proc attr files through a private procfs handle (see the module doc).
-
-    Needs CAP_SYS_ADMIN over the current mount namespace (open_tree clone), so it is used before
-    the privilege switch.  The init and exec stages are single-threaded: the main thread's id is the
-    pid, and ``<pid>/task/<pid>`` is what /proc/thread-self names.
-    """
-
-    def __init__(self, proc: str = "/proc", write=None, close=None):
-        self._write, self._close = write or _write, close or _close
-        try:
-            self.procfd = k.open_tree(k.AT_FDCWD, proc, k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC)
-        except OSError as e:
-            raise OSError(e.errno, f"open a private handle on {proc}: {e.strerror}") from None
-        try:
-            magic, _ = k.fstatfs(self.procfd)
-            if magic != k.PROC_SUPER_MAGIC:
-                raise OSError(1, f"{proc} is not procfs (refusing to write security attributes there)")
-        except BaseException:
-            self.close()
-            raise
-        self.task = f"{os.getpid()}/task/{os.getpid()}"
-
-    def write(self, names: tuple[str, ...], value: str, what: str) -> str:
-        """Write ``value`` to the first of ``attr/<name>`` that exists; return the path written."""
-        err = None
-        for name in names:
-            path = f"{self.task}/attr/{name}"
-            try:
-                fd = k.openat2(self.procfd, path, os.O_WRONLY | os.O_CLOEXEC, 0, _RESOLVE)
-            except FileNotFoundError as e:
-                err = e
-                continue
-            except OSError as e:
-                raise OSError(e.errno, f"{what}: open /proc/{path}: {e.strerror}") from None
-            try:
-                magic, _ = k.fstatfs(fd)
-                if magic != k.PROC_SUPER_MAGIC:
-                    raise OSError(1, f"{what}: /proc/{path} is not on procfs (refusing a redirected write)")
-                self._write(fd, value.encode())
-            except OSError as e:
-                if e.strerror and e.strerror.startswith(what):
-                    raise
-                raise OSError(e.errno, f"{what}: write /proc/{path}: {e.strerror}") from None
-            finally:
-                self._close(fd)
-            return path
-        raise OSError(err.errno if err else 2, f"{what}: no /proc/thread-self/attr/{' or attr/'.join(names)}")
-
-    def close(self) -> None:
-        if self.procfd is not None:
-            self._close(self.procfd)
-            self.procfd = None
+def _attr_paths(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"thread-self/attr/{name}" for name in names)
 
 
 def set_exec_labels(apparmor_profile: str | None, selinux_label: str | None, writer=None) -> None:
@@ -137,12 +83,12 @@ def set_exec_labels(apparmor_profile: str | None, selinux_label: str | None, wri
     writes = exec_attr_writes(apparmor_profile, selinux_label)
     if not writes:
         return
-    w = writer or ProcAttrWriter()
+    w = writer or Procfs()
     try:
         for names, value in writes:
             what = "apparmor failed to apply profile" if names[0].startswith("apparmor") \
                 else "selinux failed to set the process label"
-            w.write(names, value, what)
+            w.write(_attr_paths(names), value, what)
     finally:
         if writer is None:
             w.close()
@@ -152,9 +98,9 @@ def set_keyring_label(selinux_label: str | None, writer=None) -> None:
     """The label of keyrings this thread creates next (the container's session keyring)."""
     if not selinux_label:
         return
-    w = writer or ProcAttrWriter()
+    w = writer or Procfs()
     try:
-        w.write(("keycreate",), selinux_label, "selinux failed to set the keyring label")
+        w.write(_attr_paths(("keycreate",)), selinux_label, "selinux failed to set the keyring label")
     finally:
         if writer is None:
             w.close()

@@ -102,10 +102,9 @@ def _do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
         os.close(target)
 
 
-def bind_mount(rootfd: int, op: MountOp, userns_fd: int | None = None) -> None:
-    """Bind with the new mount API: clone the source tree, set its attributes while it is still
-    detached, then attach it to the verified target.  No window exists in which the bind is
-    visible with the wrong flags, and no path is re-resolved after the lookup."""
+def detached_bind(op: MountOp, userns_fd: int | None = None) -> int:
+    """The bind as a detached mount (an fd): the source tree cloned, its attributes and idmapping
+    set while nothing can see it."""
     tree_flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | (k.AT_RECURSIVE if op.flags & k.MS_REC else 0)
     tree = k.open_tree(k.AT_FDCWD, op.source, tree_flags)
     try:
@@ -117,6 +116,21 @@ def bind_mount(rootfd: int, op: MountOp, userns_fd: int | None = None) -> None:
         if userns_fd is not None:
             rec = k.AT_RECURSIVE if op.idmap == "ridmap" else 0
             k.mount_setattr(tree, "", k.AT_EMPTY_PATH | rec, k.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def bind_mount(rootfd: int, op: MountOp, tree: int | None = None) -> None:
+    """Bind with the new mount API: clone the source tree, set its attributes while it is still
+    detached, then attach it to the verified target.  No window exists in which the bind is
+    visible with the wrong flags, and no path is re-resolved after the lookup.  ``tree``: a
+    detached bind made beforehand (the runtime's idmapped mounts, :mod:`ocirun.idmap`); it is
+    attached here and closed."""
+    if tree is None:
+        tree = detached_bind(op)
+    try:
         is_dir = pathsafe.is_dir_fd(tree)
         target = _checked_target(rootfd, op, pathsafe.create_target(rootfd, op.destination, is_dir))
         try:

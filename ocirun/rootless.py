@@ -70,6 +70,25 @@ def default_root(system_root: str, env=os.environ) -> str:
     return system_root
 
 
+def prepare_xdg_root(root: str) -> None:
+    """Make the default state root under $XDG_RUNTIME_DIR as runc does for its own: mode 0700 plus
+    the sticky bit, which tells the session manager's periodic cleanup (XDG Base Directory spec)
+    to leave it alone.  Done on every command that uses the default root, as runc's ``Before``."""
+    from .errors import OciError
+
+    try:
+        os.makedirs(root, 0o700, exist_ok=True)
+    except OSError as e:
+        raise OciError(f"the path in $XDG_RUNTIME_DIR must be writable by the user: mkdir {root}: "
+                       f"{e.strerror}") from None
+    try:
+        if os.stat(root).st_mode & 0o7777 != 0o1700:
+            os.chmod(root, 0o1700)
+    except OSError as e:
+        raise OciError(f"you should check permission of the path in $XDG_RUNTIME_DIR: chmod {root}: "
+                       f"{e.strerror}") from None
+
+
 # ---- the user namespace's maps, written by an unprivileged parent ---------------------------------
 def _own_single(maps, own_id: int) -> bool:
     return len(maps) == 1 and maps[0].size == 1 and maps[0].hostID == own_id
@@ -102,16 +121,14 @@ def write_maps(pid: int, uid_mappings, gid_mappings) -> None:
         try:
             _write_text(pid, "setgroups", "deny")
         except OSError as e:
-            raise InitError(f"write /proc/{pid}/setgroups ('deny'): {e.strerror}") from None
+            raise InitError(f"write /proc/{pid}/setgroups ('deny'): {getattr(e, 'reason', e.strerror)}") from None
         _write(pid, "gid_map", gid_mappings)
 
 
 def _write_text(pid: int, name: str, text: str) -> None:
-    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+    from .procfs import write
+
+    write(f"{pid}/{name}", text, private=False)  # the host's /proc (a rootless parent cannot clone it)
 
 
 def _write(pid: int, name: str, maps) -> None:
@@ -121,7 +138,7 @@ def _write(pid: int, name: str, maps) -> None:
     try:
         _write_text(pid, name, text)
     except OSError as e:
-        raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {e.strerror}") from None
+        raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {getattr(e, 'reason', e.strerror)}") from None
 
 
 def _helper(tool: str, pid: int, maps, ranges_file: str) -> None:

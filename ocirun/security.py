@@ -15,6 +15,30 @@ from .kernel import linux as k
 from .plan import RLIMITS, cap_mask
 
 
+#: podman's ``--group-add keep-groups``: the process keeps the supplementary groups of whoever ran the
+#: runtime (crun's semantics: setgroups(2) is skipped altogether, ``additionalGids`` included).
+KEEP_GROUPS_ANNOTATION = "run.oci.keep_original_groups"
+
+
+def keeps_original_groups(annotations: dict | None) -> bool:
+    """crun acts on the annotation's presence; an explicit "0"/"false" is read as off."""
+    value = (annotations or {}).get(KEEP_GROUPS_ANNOTATION)
+    return value is not None and value.strip().lower() not in ("0", "false")
+
+
+def setgroups_policy(process: Process, opts: dict) -> bool:
+    """Whether setgroups(2) is called for the process (the init stage's and exec's ``options``).
+
+    ``keep_groups`` (the annotation): never, and ``additionalGids`` is dropped, so the process
+    keeps the groups it inherited from the runtime's caller.  ``setgroups`` False: the user
+    namespace denies it (rootless), and asking for groups there is refused by :func:`preflight`.
+    """
+    if opts.get("keep_groups"):
+        process.user.additionalGids = []
+        return False
+    return opts.get("setgroups", True)
+
+
 def apply_rlimits(process: Process) -> None:
     for r in process.rlimits:
         try:
@@ -23,15 +47,65 @@ def apply_rlimits(process: Process) -> None:
             raise OSError(e.errno, f"setrlimit {r.type} soft={r.soft} hard={r.hard}: {e.strerror}") from None
 
 
+def check_caps(masks: dict[str, int]) -> None:
+    """Refuse at `create` the capabilities that capset(2) will refuse after `start`.
+
+    The sets are applied after `start` (see :func:`become_process`), but capset can only keep
+    what the runtime holds in its permitted set: asking for more (``docker run --privileged``
+    when the caller lacks CAP_SYS_RESOURCE) would otherwise fail in `start`, after the engine
+    has recorded a created container.  runc applies the caps before its exec fifo, so engines
+    read this error from `create`; we check it there too, with runc's wording.
+    """
+    from .plan import CAPABILITIES
+
+    _effective, held, _inheritable = k.capget()
+    missing = (masks["permitted"] | masks["effective"]) & ~held
+    if missing:
+        names = [CAPABILITIES[i] if i < len(CAPABILITIES) else str(i) for i in range(64) if missing >> i & 1]
+        raise OSError(1, "unable to apply caps: operation not permitted "
+                         f"(process.capabilities: the runtime does not hold {', '.join(names)})")
+
+
 def cap_sets(process: Process, last_cap: int) -> tuple[dict[str, int], list[str]]:
-    """Masks for the five sets, and the names that cannot be granted here (warned, per the spec)."""
+    """Masks for the five sets, and what cannot be granted (warned, per the spec).
+
+    An absent ``capabilities`` object means five empty sets, as in runc: a process never
+    keeps the runtime's own capabilities by omission.  An ambient capability the kernel will
+    not raise (it must be in both permitted and inheritable) is warned about here, at create,
+    rather than dropped without a word at start."""
     caps = process.capabilities
     masks, skipped = {}, []
     for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
         mask, bad = cap_mask(getattr(caps, name) if caps else [], last_cap)
         masks[name] = mask
-        skipped += [f"{name}:{b}" for b in bad]
+        skipped += [f"{name}:{b} (unknown to this kernel)" for b in bad]
+    lost = masks["ambient"] & ~(masks["permitted"] & masks["inheritable"])
+    for cap in range(last_cap + 1):
+        if lost & (1 << cap):
+            skipped.append(f"ambient:{_cap_name(cap)} (an ambient capability must also be permitted and inheritable)")
+    masks["ambient"] &= ~lost
     return masks, skipped
+
+
+def _cap_name(n: int) -> str:
+    from .plan import CAP_NUMBERS
+
+    return next((k for k, v in CAP_NUMBERS.items() if v == n), f"CAP_{n}")
+
+
+def cap_set_conflict(caps) -> tuple[str, str] | None:
+    """(field, reason) when the sets break a rule capset(2) enforces, else None: checked before
+    anything is created, instead of failing with EPERM at start (runc: "unable to apply caps")."""
+    def names(which):
+        return {c.upper() for c in (getattr(caps, which) or [])}
+
+    extra = sorted(names("effective") - names("permitted"))
+    if extra:
+        return "process.capabilities.effective", f"{', '.join(extra)} not in permitted (capset(2) refuses that)"
+    extra = sorted(names("inheritable") - names("bounding"))
+    if extra:
+        return "process.capabilities.inheritable", f"{', '.join(extra)} not in bounding (capset(2) refuses that)"
+    return None
 
 
 def drop_bounding(bounding: int, last_cap: int) -> None:
@@ -76,12 +150,10 @@ def become_process(process: Process, masks: dict[str, int], last_cap: int, setgr
     """The privilege switch shared by the container's init and `exec`, in the only order that works:
     bounding set (needs CAP_SETPCAP) → user with KEEPCAPS → cwd (as the user) → capability sets and
     ambient → no_new_privs → scheduling.  Seccomp is the caller's: where it goes depends on NNP."""
-    if process.capabilities is not None:
-        drop_bounding(masks["bounding"], last_cap)
+    drop_bounding(masks["bounding"], last_cap)
     set_user(process, setgroups_allowed=setgroups_allowed)
     chdir(process.cwd)
-    if process.capabilities is not None:
-        apply_caps(masks, last_cap)
+    apply_caps(masks, last_cap)
     if process.noNewPrivileges:
         no_new_privs()
     if process.scheduler or process.ioPriority or process.execCPUAffinity:
@@ -94,17 +166,17 @@ def no_new_privs() -> None:
     k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
 
 
-def write_oom_score_adj(value: int) -> None:
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write(str(value))
-
-
 def preflight(process: Process, setgroups_allowed: bool = True) -> str:
     """As the target user (effective ids only, so we can come back): chdir to cwd and find the program.
 
     Returns the program's path; raises OSError/ExecError worded for the user.
     """
     u = process.user
+    if not setgroups_allowed and u.additionalGids:
+        # A rootless user namespace with setgroups denied: the groups cannot be set, and
+        # silently running without them would be wrong (runc's refusal and wording).
+        raise OSError(1, "cannot set any additional groups in a rootless container "
+                         "(process.user.additionalGids; map a gid range with newgidmap to allow them)")
     switch = u.uid != 0 or u.gid != 0
     if switch:
         if setgroups_allowed:

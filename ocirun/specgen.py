@@ -56,7 +56,10 @@ def default_spec(rootless: bool = False, args: list[str] | None = None, terminal
 
 
 def _make_rootless(spec: dict) -> None:
-    """Mirror runc's `spec --rootless`: user namespace, no network ns, /sys bind, no cgroup mount."""
+    """Mirror runc's `spec --rootless`: user namespace mapping the caller's own ids, no network ns
+    (a rootless user cannot configure one), no resources, /sys bound (sysfs cannot be mounted
+    without owning a network namespace), devpts without gid=5 (unmapped).  The /sys/fs/cgroup
+    mount stays, as in runc's."""
     import os
 
     linux = spec["linux"]
@@ -70,10 +73,9 @@ def _make_rootless(spec: dict) -> None:
         if m["destination"] == "/sys":
             mounts.append({"destination": "/sys", "type": "none", "source": "/sys",
                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
-        elif m["destination"] == "/sys/fs/cgroup":
-            continue
         else:
             m = dict(m)
-            m["options"] = [o for o in m.get("options", []) if o != "gid=5"]
+            if "options" in m:
+                m["options"] = [o for o in m["options"] if o != "gid=5"]
             mounts.append(m)
     spec["mounts"] = mounts

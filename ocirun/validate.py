@@ -53,6 +53,12 @@ def _check_process(spec: Spec) -> None:
     for i, e in enumerate(p.env):
         if "=" not in e:
             _fail(f"process.env[{i}]", f"{e!r} is not of the form KEY=value")
+    if p.capabilities is not None:
+        from .security import cap_set_conflict
+
+        bad = cap_set_conflict(p.capabilities)
+        if bad:
+            _fail(*bad)
     if p.apparmorProfile:
         from .lsm import apparmor_enabled
 
@@ -158,9 +164,14 @@ def _check_linux(spec: Spec) -> None:
 
         if not selinux_enabled():
             _fail("linux.mountLabel", "SELinux is not enabled on this host")
-    for name in ("intelRdt", "memoryPolicy"):
-        if getattr(linux, name):
-            _fail(f"linux.{name}", "not supported by this version of ocirun")
+    if linux.memoryPolicy is not None:
+        from .mempolicy import plan as mempolicy_plan
+
+        mempolicy_plan(linux.memoryPolicy)
+    if linux.intelRdt is not None:
+        from .intelrdt import check as intelrdt_check
+
+        intelrdt_check(linux.intelRdt)
     if linux.netDevices:
         from .netdev import check
 

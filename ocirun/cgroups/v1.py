@@ -43,7 +43,7 @@ class V1Manager(Manager):
         for c in _MAIN_PREFERENCE:
             if c in self.paths:
                 return self.paths[c]
-        return next(iter(self.paths.values()))
+        return next(iter(self.paths.values()), "")  # "" : none (a rootless container whose cgroups were skipped)
 
     def _dirs(self) -> list[tuple[str, str]]:
         """Unique (dir, mountpoint) pairs: co-mounted controllers share one directory."""

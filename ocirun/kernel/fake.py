@@ -12,7 +12,7 @@ from . import linux
 
 RECORDED = ("unshare", "setns", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "prctl",
             "openat2", "mount_setattr", "open_tree", "move_mount", "close_range", "personality", "capget",
-            "capset", "setrlimit", "set_link_up", "sched_setattr", "ioprio_set", "fstatfs")
+            "capset", "setrlimit", "set_link_up", "sched_setattr", "ioprio_set", "fstatfs", "set_mempolicy")
 
 
 class FakeKernel:

@@ -88,6 +88,7 @@ PR_SET_SECUREBITS = 28
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -133,6 +134,14 @@ def setdomainname(name: str) -> None:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return check(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                             ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+
+
+def child_subreaper() -> bool:
+    """Whether this process is a child subreaper (prctl PR_GET_CHILD_SUBREAPER)."""
+    value = ctypes.c_int(0)
+    check(libc.prctl(ctypes.c_int(PR_GET_CHILD_SUBREAPER), ctypes.byref(value), ctypes.c_ulong(0),
+                     ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+    return bool(value.value)
 
 
 def set_name(name: str) -> None:
@@ -333,6 +342,45 @@ def ioprio_set(ioprio_class: int, level: int, pid: int = 0) -> None:
     ret = libc.syscall(ctypes.c_long(_nr("ioprio_set")), ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid),
                        ctypes.c_int(value))
     check(ret, "ioprio_set")
+
+
+# --- NUMA memory policy ------------------------------------------------------------------------
+_ULONG_BITS = ctypes.sizeof(ctypes.c_ulong) * 8
+MPOL_MAX_NODES = 1024  # the largest MAX_NUMNODES a kernel can be built with (NODES_SHIFT ≤ 10)
+
+
+def set_mempolicy(mode: int, nodes=()) -> None:
+    """set_mempolicy(2) for the calling thread (inherited across fork and execve).
+
+    ``mode`` carries the MPOL_F_* flags; ``nodes`` are node numbers.  The kernel reads
+    ``maxnode - 1`` bits of the mask (a historical off-by-one), hence the ``+ 1``.
+    """
+    nodes = list(nodes)
+    if not nodes:
+        ctypes.set_errno(0)
+        ret = libc.syscall(ctypes.c_long(_nr("set_mempolicy")), ctypes.c_int(mode), None, ctypes.c_ulong(0))
+        check(ret, "set_mempolicy")
+        return
+    nbits = max(nodes) + 1
+    mask = (ctypes.c_ulong * ((nbits + _ULONG_BITS - 1) // _ULONG_BITS))()
+    for n in nodes:
+        mask[n // _ULONG_BITS] |= 1 << (n % _ULONG_BITS)
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("set_mempolicy")), ctypes.c_int(mode), mask,
+                       ctypes.c_ulong(len(mask) * _ULONG_BITS + 1))
+    check(ret, "set_mempolicy")
+
+
+def get_mempolicy() -> tuple[int, list[int]]:
+    """The calling thread's policy: (mode with its MPOL_F_* flags, node numbers of its mask)."""
+    mode = ctypes.c_int(0)
+    mask = (ctypes.c_ulong * (MPOL_MAX_NODES // _ULONG_BITS))()
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(_nr("get_mempolicy")), ctypes.byref(mode), mask,
+                       ctypes.c_ulong(MPOL_MAX_NODES), None, ctypes.c_ulong(0))
+    check(ret, "get_mempolicy")
+    nodes = [i * _ULONG_BITS + b for i, word in enumerate(mask) for b in range(_ULONG_BITS) if word >> b & 1]
+    return mode.value, nodes
 
 
 # --- keyrings ------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import struct
-from dataclasses import dataclass
 
 from ._libc import check, libc, syscall
 
@@ -115,17 +114,33 @@ SECCOMP_IOCTL_NOTIF_SEND = _ioc(_IOC_READ | _IOC_WRITE, ord("!"), 1, ctypes.size
 SECCOMP_IOCTL_NOTIF_ID_VALID = _ioc(_IOC_WRITE, ord("!"), 2, 8)
 
 
-@dataclass(frozen=True)
 class Notification:
-    """One ``struct seccomp_notif``: a trapped system call waiting for an answer."""
+    """One ``struct seccomp_notif``: a trapped system call waiting for an answer.
 
-    id: int
-    pid: int
-    flags: int
-    nr: int
-    arch: int
-    instruction_pointer: int
-    args: tuple[int, ...]
+    Read-only, compared by value.  Not a dataclass: ``dataclasses`` imports ``inspect`` (≈10 ms),
+    and this module is loaded by every init stage that installs a filter."""
+
+    __slots__ = ("id", "pid", "flags", "nr", "arch", "instruction_pointer", "args")
+
+    def __init__(self, id: int, pid: int, flags: int, nr: int, arch: int, instruction_pointer: int,
+                 args: tuple[int, ...]):
+        for name, value in zip(self.__slots__, (id, pid, flags, nr, arch, instruction_pointer, args)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other):
+        return self._key() == other._key() if other.__class__ is self.__class__ else NotImplemented
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Notification(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
 def validate_bpf(bpf: bytes) -> int:

@@ -25,11 +25,11 @@ mode 0600, in a 0700 directory.
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
 
 from .. import __version__
+from ..fastjson import canonical, loads as _loads  # not json: it imports re and enum (a hit must stay light)
 from . import libinfo
 
 # hashlib pulls in OpenSSL (~3 ms of import on the hot path); the built-in sha256 is the same function.
@@ -68,7 +68,7 @@ def cache_key(seccomp: dict) -> str:
         "kernel": os.uname().release,
         "ocirun": __version__,
     }
-    canon = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canon = canonical(doc)  # = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return sha256(canon.encode()).hexdigest()
 
 
@@ -154,7 +154,7 @@ class FilterCache:
             self._miss("no header")
             return None
         try:
-            head = json.loads(data[len(MAGIC):end])
+            head = _loads(data[len(MAGIC):end])
             bpf = data[end + 1:]
             if head["key"] != key:
                 self._miss("key mismatch")
@@ -181,6 +181,8 @@ class FilterCache:
             return False
         head = {"key": key, "sha256": sha256(filt.bpf).hexdigest(), "length": len(filt.bpf),
                 "flags": filt.flags, "needsListener": filt.needs_listener, "warnings": filt.warnings}
+        import json  # a miss: compiling has already cost far more
+
         data = MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + filt.bpf
         tmp = os.path.join(self.dir, f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
         try:

@@ -132,3 +132,84 @@ def test_oom_score_adj_not_redirected(oci, tmp_path):
     finally:
         victim.kill()
         victim.wait()
+
+
+# ---- one verified procfs writer (ocirun.procfs) -------------------------------------------------
+# Mounts in the config over /proc subpaths are refused (above), but a mount can still appear there
+# between the procfs mount and the runtime's writes: from a createContainer hook, from a peer of a
+# shared mount propagating in (the race of CVE-2025-52881), or in a mount namespace joined by path.
+# A createContainer hook runs exactly in that window, so it stands in for all of them here.  The
+# container reads the real values through a second procfs instance (/proc2) that nothing covers.
+
+def _hook_binding(spec, pairs):
+    """A createContainer hook that binds each (host source, path under the container's /proc)."""
+    root = spec["root"]["path"]
+    script = "set -e; " + "; ".join(f"mount --bind {src} {root}/proc/{dst}" for src, dst in pairs)
+    spec.setdefault("hooks", {})["createContainer"] = [
+        {"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}]
+    spec["mounts"].append({"destination": "/proc2", "type": "proc", "source": "proc"})
+
+
+def test_sysctl_write_ignores_a_mount_stacked_after_proc(oci):
+    victim = _victim()
+    try:
+        spec = oci.config(args=("sh", "-c", "cat /proc2/sys/net/ipv4/ip_unprivileged_port_start; "
+                                            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"))
+        spec["linux"]["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "999"}
+        _hook_binding(spec, [(f"/proc/{victim.pid}/oom_score_adj", "sys/net/ipv4/ip_unprivileged_port_start")])
+        proc = oci.run(spec)
+        with open(f"/proc/{victim.pid}/oom_score_adj") as f:
+            assert f.read() == "0\n", "the sysctl value was written into the file mounted over the sysctl"
+        assert proc.returncode == 0, proc.stderr
+        real, covered = proc.stdout.split()
+        assert covered == "0", "the hook's bind did not take: the test proves nothing"
+        assert real == "999", "the sysctl did not reach the container's own procfs"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_oom_score_adj_write_ignores_a_mount_stacked_after_proc(oci):
+    """The init is pid 1 of its pid namespace: /proc/self/oom_score_adj is /proc/1/oom_score_adj."""
+    victim = _victim()
+    try:
+        spec = oci.config(args=("sh", "-c", "cat /proc2/self/oom_score_adj /proc/1/oom_score_adj"))
+        spec["process"]["oomScoreAdj"] = 500
+        _hook_binding(spec, [(f"/proc/{victim.pid}/oom_score_adj", "1/oom_score_adj")])
+        proc = oci.run(spec)
+        with open(f"/proc/{victim.pid}/oom_score_adj") as f:
+            assert f.read() == "0\n", "oom_score_adj was written into the file mounted over the init's"
+        assert proc.returncode == 0, proc.stderr
+        real, covered = proc.stdout.split()
+        assert covered == "0", "the hook's bind did not take: the test proves nothing"
+        assert real == "500", "oom_score_adj did not reach the container process"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_procfs_handle_must_be_a_procfs_root():
+    """A bind of a procfs *directory* onto /proc (here /proc/sys) is procfs by fstatfs, but paths
+    under it name other files: the handle refuses it."""
+    from ocirun import procfs
+    from ocirun.kernel import linux as k
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            k.unshare(k.CLONE_NEWNS)
+            k.mount(None, "/", None, k.MS_PRIVATE | k.MS_REC)
+            k.mount("/proc/sys", "/proc", None, k.MS_BIND)
+            try:
+                procfs.Procfs().close()
+                os.write(w, b"accepted")
+            except OSError as e:
+                os.write(w, str(e).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    assert "not the root of a procfs" in text, text

@@ -248,6 +248,17 @@ def test_seccomp_of_the_container_applies(oci):
     assert _status(oci("exec", C, "cat", "/proc/self/status").stdout, "Seccomp") == "2"
 
 
+def test_listener_path_without_notify_rule_is_ignored(oci):
+    """config-linux.md: without SCMP_ACT_NOTIFY listenerPath is ignored; neither create nor exec connects."""
+    spec = oci.config(args=("sleep", "1000"))
+    spec["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
+                                "syscalls": [{"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    oci.write(spec)
+    oci("run", "-d", "--bundle", oci.bundle, C, check=True)
+    proc = oci("exec", C, "mkdir", "/dev/shm/x")
+    assert proc.returncode != 0 and "Operation not permitted" in proc.stderr, proc.stderr
+
+
 def test_refuses_stopped_container(oci):
     oci.write(oci.config(args=("true",)))
     oci("run", "-d", "--bundle", oci.bundle, C, check=True)

@@ -139,7 +139,7 @@ def test_every_listed_mount_option_is_accepted(oci, feats, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "owned").write_text("x")
-    os.chown(src / "owned", 100000, 100000)
+    os.chown(src / "owned", 5, 5)
     opts = feats["mountOptions"]
     spec = oci.config(args=("sh", "-c", "cat /proc/self/mountinfo; echo ===; stat -c '%n %u' /mnt/idmap/owned "
                                         "/mnt/ridmap/owned"))
@@ -173,8 +173,9 @@ def test_every_listed_mount_option_is_accepted(oci, feats, tmp_path):
     wrong = [o for o, flag in VISIBLE.items() if o in opts and flag not in per_mount[f"/mnt/{o}"]]
     assert wrong == []
     assert "ro" in per_mount["/mnt/remount"]
-    # the idmapped mounts show the file owned by host uid 100000 as uid 0
-    assert stats.split() == ["/mnt/idmap/owned", "0", "/mnt/ridmap/owned", "0"]
+    # the idmapped mounts (0:100000:1000, runc's reading: on disk containerID shows as hostID) show the
+    # file owned by uid 5 on disk as uid 100005
+    assert stats.split() == ["/mnt/idmap/owned", "100005", "/mnt/ridmap/owned", "100005"]
 
 
 BIG_ENDIAN = {"SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64",

@@ -268,3 +268,78 @@ def test_rootless_flag_values(clean):
     assert u.ocirun("--rootless", "true", "run", "--bundle", b, "r7").returncode == 0
     bad = u.ocirun("--rootless", "maybe", "run", "--bundle", b, "r8")
     assert bad.returncode != 0 and "--rootless" in bad.stderr
+
+
+def _as_user(u, *cmd):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XDG_RUNTIME_DIR": u.xdg, "HOME": u.work, "USER": u.name}
+    return subprocess.run(["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--init-groups", *cmd],
+                          capture_output=True, text=True, env=env, cwd=u.work, timeout=30)
+
+
+def test_list_owner_is_the_state_dirs_owner(clean):
+    """runc's list: OWNER (and json "owner") is the user name of the state dir's owner; `state` keeps ""."""
+    u = clean
+    b = u.bundle(lambda s: s["process"].update(args=["sleep", "100"]))
+    u.ocirun("create", "--bundle", b, "own", check=True)
+    try:
+        table = u.ocirun("list", check=True).stdout.splitlines()
+        assert table[0].split()[-1] == "OWNER" and table[1].split()[0] == "own"
+        assert table[1].split()[-1] == u.name, table
+        listed = json.loads(u.ocirun("list", "--format", "json", check=True).stdout)
+        assert [c["owner"] for c in listed] == [u.name]
+        assert json.loads(u.ocirun("state", "own", check=True).stdout)["owner"] == ""  # as runc's state
+    finally:
+        u.ocirun("delete", "--force", "own")
+
+
+def test_list_owner_of_root_and_of_an_unnamed_uid(oci):
+    oci.write(oci.config(args=("sleep", "100")))
+    oci("create", "--bundle", oci.bundle, "c1", check=True)
+    assert oci("list", check=True).stdout.splitlines()[1].split()[-1] == "root"
+    os.chown(os.path.join(oci.root, "c1"), 54329, -1)  # a uid with no passwd entry: "#uid", as runc
+    assert pwd.getpwall() and all(p.pw_uid != 54329 for p in pwd.getpwall())
+    assert json.loads(oci("list", "--format", "json", check=True).stdout)[0]["owner"] == "#54329"
+
+
+def test_xdg_state_root_mode_matches_runc(clean):
+    """runc makes $XDG_RUNTIME_DIR/runc 0700 with the sticky bit (kept by the XDG cleanup) on every
+    command; ocirun does the same for $XDG_RUNTIME_DIR/ocirun, and repairs a wrong mode."""
+    u = clean
+    runc = shutil.which("runc")
+    if runc:
+        assert _as_user(u, runc, "list").returncode == 0
+        assert os.stat(os.path.join(u.xdg, "runc")).st_mode & 0o7777 == 0o1700
+        shutil.rmtree(os.path.join(u.xdg, "runc"))
+    if os.path.isdir(u.state_dir()):
+        os.chmod(u.state_dir(), 0o755)
+    assert u.ocirun("list").returncode == 0
+    st = os.stat(u.state_dir())
+    assert (st.st_mode & 0o7777, st.st_uid) == (0o1700, u.uid)
+    # an explicit --root is not touched by that rule; it is made 0700 at create, as runc's
+    b = u.bundle(lambda s: s["process"].update(args=["true"]))
+    explicit = os.path.join(u.xdg, "explicit")
+    assert u.ocirun("--root", explicit, "run", "--bundle", b, "xr").returncode == 0
+    assert os.stat(explicit).st_mode & 0o7777 == 0o700
+    shutil.rmtree(explicit)
+
+
+def test_system_state_root_mode_matches_runc(tmp_path, oci):
+    spec = oci.config(args=("true",))
+    oci.write(spec)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    subprocess.run([oci_cli(), "--root", str(ours), "run", "--bundle", oci.bundle, "m1"], check=True,
+                   capture_output=True, timeout=30)
+    assert os.stat(ours).st_mode & 0o7777 == 0o700
+    runc = shutil.which("runc")
+    if runc:
+        spec["linux"]["cgroupsPath"] += "-runc"
+        oci.write(spec)
+        subprocess.run([runc, "--root", str(theirs), "run", "--bundle", oci.bundle, "m1"], check=True,
+                       capture_output=True, timeout=30)
+        assert os.stat(theirs).st_mode & 0o7777 == os.stat(ours).st_mode & 0o7777
+
+
+def oci_cli():
+    from .conftest import OCIRUN
+
+    return OCIRUN

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ocirun import init, lsm, security
+from ocirun import init, lsm, procfs, security
 from ocirun.config import Spec
 from ocirun.kernel import linux as k
 from ocirun.kernel.fake import FakeKernel
@@ -23,8 +23,10 @@ TASK = f"{os.getpid()}/task/{os.getpid()}"
 def fk(monkeypatch):
     """The fake kernel, plus the write/close seams of lsm recorded into the same call list."""
     fake = FakeKernel(monkeypatch, {"fstatfs": PROC})
-    monkeypatch.setattr(lsm, "_write", lambda fd, data: fake.calls.append(("write", (fd, data))) or len(data))
-    monkeypatch.setattr(lsm, "_close", lambda fd: fake.calls.append(("close", (fd,))))
+    monkeypatch.setattr(procfs, "_write", lambda fd, data: fake.calls.append(("write", (fd, data))) or len(data))
+    monkeypatch.setattr(procfs, "_close", lambda fd: fake.calls.append(("close", (fd,))))
+    monkeypatch.setattr(procfs, "_fstat", lambda fd: os.stat_result((0o40555, procfs.PROC_ROOT_INO) + (0,) * 8))
+    monkeypatch.setattr(procfs, "_readlink", lambda name, dir_fd: {"thread-self": TASK}[name])
     return fake
 
 
@@ -95,7 +97,7 @@ def test_attr_file_not_on_procfs_is_refused(fk):
 def test_lsm_refusing_the_write_is_worded(fk):
     def bad_write(fd, data):
         raise OSError(errno.EINVAL, "Invalid argument")
-    lsm._write = bad_write
+    procfs._write = bad_write
     with pytest.raises(OSError, match="apparmor failed to apply profile: write /proc/.*/attr/apparmor/exec: "
                                       "Invalid argument"):
         lsm.set_exec_labels("p", None)
