@@ -314,12 +314,49 @@ class Podman:
                 return value
             time.sleep(interval)
 
-    def tty_command(self, *args) -> list[str]:
-        """argv that runs ``podman ARGS`` under ``script`` (a pty for podman's stdin/stdout)."""
-        import shlex
-
+    def tty(self, *args, timeout=30) -> subprocess.CompletedProcess:
+        """``podman ARGS`` on a pty (its stdin, stdout and controlling terminal)."""
         argv = ["podman", *self.engine.global_flags(self.runtime), *args]
-        return ["script", "-qec", shlex.join(argv), "/dev/null"]
+        return run_on_pty(argv, self.engine.env, self.engine.base, timeout)
+
+
+def run_on_pty(argv: list[str], env: dict, cwd: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run ``argv`` with a fresh pty as its controlling terminal and stdin/stdout/stderr, and
+    return everything it wrote.  Unlike ``script -qec`` with stdin at EOF, nothing here can
+    hang up the pty before the engine has copied the container's output (seen with runc too:
+    podman ``run -it`` returned 6 with an empty transcript under load)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
+                                start_new_session=True, close_fds=True)
+    finally:
+        os.close(slave)
+    chunks, end = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:        # EIO: every holder of the slave has closed it
+                break
+            if not data:
+                break
+            chunks.append(data)
+        else:
+            proc.kill()
+            raise subprocess.TimeoutExpired(argv, timeout)
+        rc = proc.wait(timeout=max(1.0, end - time.monotonic()))
+    finally:
+        os.close(master)
+    out = b"".join(chunks).decode(errors="replace")
+    return subprocess.CompletedProcess(argv, rc, out, "")
 
 
 def _describe(pm: Podman, args, proc) -> str:

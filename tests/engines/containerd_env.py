@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -367,12 +366,10 @@ class Ctr:
                 f"stdout: {proc.stdout.strip()[-1500:]}\nstderr: {proc.stderr.strip()[-1500:]}")
 
     def tty(self, *args, timeout=30):
-        """``ctr ARGS`` with a pty on its stdin/stdout (``script -qec``)."""
-        cmd = ["script", "-qec", shlex.join(self.daemon.ctr_argv(*args)), "/dev/null"]
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              env=self.daemon.env, timeout=timeout, cwd=self.daemon.base)
-        proc.args = self.daemon.ctr_argv(*args)
-        return proc
+        """``ctr ARGS`` with a pty on its stdin/stdout and as its controlling terminal."""
+        from .conftest import run_on_pty
+
+        return run_on_pty(self.daemon.ctr_argv(*args), self.daemon.env, self.daemon.base, timeout)
 
     def task_status(self, cid: str) -> str:
         for line in self.ok("task", "list").stdout.splitlines()[1:]:

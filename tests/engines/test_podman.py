@@ -344,9 +344,7 @@ def test_top_and_container_pid_parent(pm):
 # --------------------------------------------------------------------------- terminals
 
 def _tty(pm, *args, timeout=30):
-    proc = subprocess.run(pm.tty_command(*args), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, env=pm.engine.env, timeout=timeout, cwd=pm.engine.base)
-    return proc
+    return pm.tty(*args, timeout=timeout)
 
 
 def test_run_it_pty(pm):
