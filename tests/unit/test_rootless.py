@@ -48,3 +48,21 @@ def test_gid_helper_needed_beyond_own_gid():
     assert rootless.needs_gid_helper([_m(0, 1000, 1), _m(1, 100000, 65536)], egid=1000)
     assert rootless.needs_gid_helper([_m(0, 1000, 2)], egid=1000)
     assert rootless.needs_gid_helper([_m(0, 0, 1)], egid=1000)
+
+
+def test_prepare_xdg_root_makes_and_repairs_01700(tmp_path):
+    import os
+
+    root = tmp_path / "xdg" / "ocirun"
+    rootless.prepare_xdg_root(str(root))
+    assert os.stat(root).st_mode & 0o7777 == 0o1700
+    os.chmod(root, 0o755)
+    rootless.prepare_xdg_root(str(root))
+    assert os.stat(root).st_mode & 0o7777 == 0o1700
+
+
+def test_prepare_xdg_root_error_names_xdg(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OciError, match=r"the path in \$XDG_RUNTIME_DIR must be writable by the user: mkdir .*/file/ocirun"):
+        rootless.prepare_xdg_root(str(blocker / "ocirun"))
