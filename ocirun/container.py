@@ -72,7 +72,7 @@ class Runtime:
             if st.status == STOPPED:
                 raise InvalidState("cannot start a container that has stopped")
             if st.status != CREATED:
-                raise InvalidState(f"cannot start an already running container" if st.status == RUNNING
+                raise InvalidState("cannot start an already running container" if st.status == RUNNING
                                    else f"cannot start a container in the {st.status} state")
             relay = _notify_relay(sd)
             err = _connect_and_wait(sd, st)

@@ -11,6 +11,13 @@ import os
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """Raw prctl(2), every argument as unsigned long (a pointer fits).  The one caller of
+    libc.prctl with integer arguments: no global ``argtypes`` on the shared function."""
+    u = ctypes.c_ulong
+    return libc.prctl(ctypes.c_int(option), u(arg2), u(arg3), u(arg4), u(arg5))
+
 # Syscalls that glibc 2.36 has no wrapper for (or whose wrapper we avoid).
 # Numbers from the kernel's unistd tables; x86_64 and aarch64 (asm-generic).
 _SYSCALLS = {

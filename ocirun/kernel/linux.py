@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+from . import _libc
 from ._libc import check, libc, syscall
 
 # --- clone/unshare flags -----------------------------------------------------------------
@@ -132,8 +133,7 @@ def setdomainname(name: str) -> None:
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return check(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                            ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+    return check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl")
 
 
 def child_subreaper() -> bool:

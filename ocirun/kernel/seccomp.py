@@ -17,7 +17,8 @@ import ctypes
 import fcntl
 import struct
 
-from ._libc import check, libc, syscall
+from ._libc import check, syscall
+from ._libc import prctl as _prctl
 
 # --- seccomp(2) operations (linux/seccomp.h) -----------------------------------------------
 SECCOMP_SET_MODE_STRICT = 0
@@ -57,8 +58,6 @@ SECCOMP_MODE_FILTER = 2  # the prctl spelling
 BPF_MAXINSNS = 4096
 SOCK_FILTER_SIZE = 8  # struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }
 
-libc.prctl.restype = ctypes.c_int
-libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 
 
 class _SockFprog(ctypes.Structure):
@@ -169,7 +168,7 @@ def set_mode_filter(bpf: bytes, flags: int = 0) -> int:
     except OSError as e:
         if e.errno != 38 or flags:  # ENOSYS: only a pre-3.17 kernel
             raise
-    return check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0),
+    return check(_prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog)),
                  "prctl(PR_SET_SECCOMP)")
 
 
@@ -204,16 +203,16 @@ def get_notif_sizes() -> tuple[int, int, int]:
 
 def get_mode() -> int:
     """prctl(PR_GET_SECCOMP): 0 (disabled), 1 (strict) or 2 (filter) for the calling thread."""
-    return check(libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0), "prctl(PR_GET_SECCOMP)")
+    return check(_prctl(PR_GET_SECCOMP), "prctl(PR_GET_SECCOMP)")
 
 
 def set_no_new_privs() -> None:
     """prctl(PR_SET_NO_NEW_PRIVS, 1): irreversible for this process and its children."""
-    check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    check(_prctl(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def get_no_new_privs() -> bool:
-    return bool(check(libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), "prctl(PR_GET_NO_NEW_PRIVS)"))
+    return bool(check(_prctl(PR_GET_NO_NEW_PRIVS), "prctl(PR_GET_NO_NEW_PRIVS)"))
 
 
 # --- user notification (the agent's side) --------------------------------------------------

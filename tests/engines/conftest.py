@@ -240,8 +240,31 @@ runroot = "{self.runroot}"
             time.sleep(0.25)
         else:
             problems.append(f"cgroup dirs left: {left}")
+        # conmon writes ``<controller>/<parent>/conmon/tasks`` for every controller named in
+        # /proc/self/cgroup, also where the controller is not mounted (hugetlb, net_cls,
+        # perf_event on this VM): plain files on the /sys/fs/cgroup tmpfs, ours to remove.
+        for top in _tmpfs_cgroup_dirs(self.cgroup_parent):
+            shutil.rmtree(top, ignore_errors=True)
         shutil.rmtree(self.base, ignore_errors=True)
         return problems
+
+
+def _tmpfs_cgroup_dirs(parent: str) -> list[str]:
+    """``/sys/fs/cgroup/<name><parent>`` where ``<name>`` is a plain directory of the tmpfs
+    (not a cgroup mount point), so removing it touches no real cgroup."""
+    with open("/proc/self/mountinfo") as f:
+        mounted = {line.split()[4] for line in f}
+    try:
+        names = os.listdir("/sys/fs/cgroup")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        top = f"/sys/fs/cgroup/{name}"
+        if top in mounted or os.path.islink(top) or not os.path.isdir(top + parent):
+            continue
+        found.append(top + parent)
+    return found
 
 
 def _try_rmdir(path: str) -> bool:
@@ -261,6 +284,9 @@ def engine():
     _ensure_podman()
     # Created by podman outside our directory (netavark's run dir is fixed): removed if new and empty.
     new_dirs = [d for d in ("/run/containers/networks", "/run/containers") if not os.path.exists(d)]
+    # conmon also makes empty <controller> directories on the /sys/fs/cgroup tmpfs for controllers
+    # that are not mounted: removed at the end if they are new and empty.
+    cg_before = set(os.listdir("/sys/fs/cgroup")) if os.path.isdir("/sys/fs/cgroup") else set()
     base = tempfile.mkdtemp(prefix="ocirun-engines-", dir="/var/tmp")
     eng = Engine(base)
     try:
@@ -270,6 +296,13 @@ def engine():
         problems = eng.cleanup()
         for d in new_dirs:
             _try_rmdir(d)
+        if cg_before:
+            with open("/proc/self/mountinfo") as f:
+                mounted = {line.split()[4] for line in f}
+            for name in set(os.listdir("/sys/fs/cgroup")) - cg_before:
+                top = f"/sys/fs/cgroup/{name}"
+                if top not in mounted and not os.path.islink(top):
+                    _try_rmdir(top)
         if problems:
             print("\nengine cleanup:", *problems, sep="\n  ")
 
