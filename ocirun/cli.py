@@ -266,7 +266,6 @@ def _need(args: list[str], n: int, usage: str) -> None:
 
 
 def dispatch(cmd: str, flags: dict, args: list[str], g: dict, log) -> int:
-
     root = os.path.abspath(g.get("root") or _default_root(g))
     if cmd in ("spec", "features"):
         return _static(cmd, flags)
