@@ -517,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hide-unified-cgroup", action="store_true",
                     help="run every arm in a private mount namespace without /sys/fs/cgroup/unified "
                          "(crun 1.x refuses hybrid hosts whose cgroup2 owns a controller); host unchanged")
+    ap.add_argument("--throughput-rounds", type=int, metavar="N",
+                    help="throughput rounds (3; --quick: 1); 0 skips them, for change-by-change timing runs")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
 
@@ -529,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     iterations = 5 if args.quick else args.iterations
     tp_rounds, tp_runs = (1, 5) if args.quick else (3, 10)
+    if args.throughput_rounds is not None:
+        tp_rounds = args.throughput_rounds
 
     if args.hide_unified_cgroup:
         from conformance.runtime_tools import hide_unified_cgroup

@@ -48,13 +48,6 @@ NOT_TESTED: list[dict] = [
          text="`windows` MUST be set if the target platform of this spec is `windows`; Windows/Solaris/z/OS/VM "
               "sections.", reason="Not Linux."),
     # config-linux.md
-    dict(level="MUST", doc="config-linux.md", section="Namespaces",
-         text="If a namespace type is not specified in the `namespaces` array, the container MUST inherit the "
-              "runtime namespace of that type (for `mount`).",
-         reason="A known ocirun deviation: ocirun refuses a config without a mount namespace (one-line error at "
-                "create, nothing done; runtime-tools `linux_ns_itype`). Not run here because the runtime under "
-                "test would mount into, and change the propagation of, the shared test host's mount namespace; "
-                "the other types are tested (test_namespace_inherited)."),
     dict(level="SHOULD", doc="config-linux.md", section="Devices",
          text="The same `type`, `major` and `minor` SHOULD NOT be used for multiple devices.",
          reason="A requirement on the bundle author."),

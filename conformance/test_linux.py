@@ -46,6 +46,39 @@ def test_namespace_inherited(ctr, probe, ns_type):
     assert inside[f] == os.readlink(host)
 
 
+@pytest.mark.req(MUST, "config-linux.md", "Namespaces")
+def test_namespace_inherited_mount(ctr, probe):
+    """If a namespace type is not specified in the `namespaces` array, the container MUST inherit the
+    runtime namespace of that type (for `mount`)."""
+    # The runtime runs in a private mount namespace of this test (held by a sleeping process and
+    # entered with nsenter): runc mounts the container's filesystems into the runtime's namespace
+    # and leaves them there, which must not reach the shared test host.  maskedPaths/readonlyPaths
+    # go: runc refuses them without a mount namespace (its choice, not the spec's).
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    runtime = ctr.runtime
+    try:
+        ns = f"/proc/{holder.pid}/ns/mnt"
+        for _ in range(500):
+            if os.readlink(ns) != os.readlink("/proc/self/ns/mnt"):
+                break
+            subprocess.run(["sleep", "0.01"])
+        wrapper = os.path.join(ctr.workdir, "runtime-in-ns")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec nsenter -t {holder.pid} -m -- {runtime} "$@"\n')
+        os.chmod(wrapper, 0o755)
+        ctr.runtime = wrapper
+        ctr.drop_namespace("mount")
+        ctr.linux.pop("maskedPaths", None)
+        ctr.linux.pop("readonlyPaths", None)
+        inside = ns_inside(ctr, probe)
+        assert inside["mnt"] == os.readlink(ns)
+    finally:
+        ctr.delete(force=True)
+        ctr.runtime = runtime
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.req(SHOULD, "config-linux.md", "Namespaces")
 def test_namespace_user(ctr, probe):
     """The following namespace types SHOULD be supported: ... `user`: the container will be able to

@@ -317,15 +317,14 @@ def _remove_file(path: str) -> None:
 def _remove_dir(path: str) -> None:
     """Remove a container's state dir (flat: state.json, lock, exec.sock) without importing shutil."""
     try:
-        names = os.listdir(path)
+        entries = list(os.scandir(path))  # the d_type of getdents: no stat per entry
     except FileNotFoundError:
         return
-    for name in names:
-        full = os.path.join(path, name)
-        if os.path.isdir(full) and not os.path.islink(full):
-            _remove_dir(full)
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            _remove_dir(e.path)
         else:
-            _remove_file(full)
+            _remove_file(e.path)
     try:
         os.rmdir(path)
     except FileNotFoundError:

@@ -302,8 +302,13 @@ def _container_seccomp(st, log) -> tuple[dict | None, dict]:
     return compiled.to_json(), listener
 
 
-def open_namespaces(pid: int, pid_start: int, proc: str = "/proc") -> list[tuple[str, int]]:
-    """Open the init's namespaces that differ from ours, in join order (user first, mount last)."""
+def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = False) -> list[tuple[str, int]]:
+    """Open the init's namespaces that differ from ours, in join order (user first, mount last).
+
+    ``root``: the container has no mount namespace of its own (its root is a detached tree in the
+    runtime's, ocirun.rootfs.enter_runtime_namespace): also open the init's root, last, as
+    ``("root", fd)``, for the exec stage to chroot into after the joins.
+    """
     from .exec_init import JOIN_ORDER
     from .state import read_start_time
 
@@ -321,6 +326,8 @@ def open_namespaces(pid: int, pid_start: int, proc: str = "/proc") -> list[tuple
             if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
                 continue
             out.append((name, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        if root:
+            out.append(("root", os.open(f"{proc}/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)))
         # The fds are only the container's if the init is still the process we recorded.
         if read_start_time(pid, proc) != pid_start:
             raise ExecFailed("cannot exec in a stopped container")
@@ -346,7 +353,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             raise ExecFailed(f"--preserve-fds={opts.preserve_fds}: file descriptor {fd} is not open") from None
     mgr = Manager.from_state(st.cgroup) if st.cgroup else None
     sub_dirs = _sub_dirs(mgr, subs) if (mgr is not None and subs) else []
-    namespaces = open_namespaces(st.pid, st.pid_start)
+    namespaces = open_namespaces(st.pid, st.pid_start, root=bool(st.namespaces) and "mount" not in st.namespaces)
     console_fd = None
     tty_sock = None
     stage = final = None

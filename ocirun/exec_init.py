@@ -8,10 +8,11 @@ points match the diagram in :mod:`ocirun.exec`.
     exec stage (a child of `exec`)           the process (forked; in the container's pid ns)
     ─────────────────────────────            ───────────────────────────────────────────────
     [1] receive CONFIG (namespace fds)       [3] wait for CGROUP_DONE (rlimits, cgroup set)
-        setns: user first, mount last            become the container's root user, setsid,
-        (our root and cwd are now the            console, HOME, preflight (cwd, program),
-        container's: no host path is left)       rlimits/oom by the parent, caps, NNP,
-    [2] fork, report PID, exit                   apparmor, seccomp
+        setns: user first, mount last (or        become the container's root user, setsid,
+        chroot to the init's root without one;   console, HOME, preflight (cwd, program),
+        our root and cwd are now the             rlimits/oom by the parent, caps, NNP,
+        container's: no host path is left)       apparmor, seccomp
+    [2] fork, report PID, exit
                                              [4] READY, close-on-exec every fd, execve
 
 Everything the later steps import is imported before the first setns: after
@@ -66,7 +67,12 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
     joined_user = False
     for name, i in opts["namespaces"]:
         try:
-            k.setns(fds[i], NS_FLAGS[name])
+            if name == "root":  # no mount namespace: the init's root, a detached tree in ours
+                os.fchdir(fds[i])
+                os.chroot(".")
+                os.chdir("/")
+            else:
+                k.setns(fds[i], NS_FLAGS[name])
         except OSError as e:
             raise OSError(e.errno, f"join the container's {name} namespace: {e.strerror}") from None
         os.close(fds[i])

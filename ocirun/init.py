@@ -130,6 +130,11 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     flags = 0
+    if mntns is None:
+        # No mount namespace: the container inherits the runtime's.  Its filesystem is built in a
+        # throw-away one all the same, and this fd takes stage 2 back (rootfs.enter_runtime_namespace).
+        handles["runtime_mntns"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        flags = k.CLONE_NEWNS
     for ns in linux.namespaces:
         if ns.type != "user" and not ns.path:
             flags |= NAMESPACES[ns.type][0]
@@ -284,6 +289,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         rootfs.mask_path(path)
     if spec.root_readonly:
         rootfs.readonly_root()
+    if "runtime_mntns" in handles:  # no mount namespace in the config: back to the runtime's
+        rootfs.enter_runtime_namespace(handles.pop("runtime_mntns"))
     if linux.personality:
         from .plan import personality_value
 

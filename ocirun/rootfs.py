@@ -486,6 +486,33 @@ def move_root(root_fd: int) -> None:
     os.chdir("/")
 
 
+def enter_runtime_namespace(ns_fd: int) -> None:
+    """Put this process back in the runtime's mount namespace, its root still the container's.
+
+    For a config without a mount namespace (the container MUST inherit the runtime's).  The
+    filesystem was built, pivoted and masked in a throw-away namespace as for any container;
+    here ``/`` with everything under it is cloned into a detached mount tree, we setns back to
+    ``ns_fd`` (which resets root and cwd to the host's) and chroot into the clone.  The host's
+    mount table never holds a container mount (runc mounts into it and leaves them behind), the
+    throw-away namespace dies with us leaving it, and the detached tree with the container's
+    last process.  ``..`` stops at the root of a detached tree, so the chroot cannot be walked
+    out of as one inside the host's tree can.  ``ns_fd`` is closed.
+    """
+    try:
+        tree = k.open_tree(k.AT_FDCWD, "/", k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | k.AT_RECURSIVE)
+        try:
+            k.setns(ns_fd, k.CLONE_NEWNS)
+            os.fchdir(tree)
+            os.chroot(".")
+            os.chdir("/")
+        finally:
+            os.close(tree)
+    except OSError as e:
+        raise RootfsError(f"enter the runtime mount namespace: {e.strerror or e}") from None
+    finally:
+        os.close(ns_fd)
+
+
 def mask_path(path: str) -> None:
     """Hide ``path``: /dev/null over a file, a read-only empty tmpfs over a directory.
 

@@ -100,13 +100,33 @@ def _check_namespaces(spec: Spec) -> None:
     if spec.domainname and (linux.namespace("uts") is None):
         _fail("domainname", "unable to set domainname without a private UTS namespace")
     if linux.namespace("mount") is None:
-        _fail("linux.namespaces", "a mount namespace is required (the rootfs cannot be set up in the host's)")
+        _check_no_mount_namespace(spec)
     for key in linux.sysctl:
         ns = sysctl_namespace(key)
         if ns is None:
             _fail(f"linux.sysctl.{key}", "is not namespaced and cannot be set in a container")
         if linux.namespace(ns) is None:
             _fail(f"linux.sysctl.{key}", f"requires a private {ns} namespace")
+
+
+def _check_no_mount_namespace(spec: Spec) -> None:
+    """What a container that inherits the runtime's mount namespace cannot have.
+
+    Its filesystem is built in a throw-away namespace and handed back as a detached mount
+    tree (ocirun.rootfs.enter_runtime_namespace), so the host's mount table is never touched.
+    Returning to the runtime's namespace needs privilege over it, which a user namespace
+    takes away; the propagation of a root that is no namespace's root means nothing; and a
+    detached copy leaves unbindable mounts out, so they are refused rather than dropped.
+    """
+    linux = spec.linux
+    if linux.namespace("user") is not None:
+        _fail("linux.namespaces", "a user namespace needs a mount namespace as well "
+                                  "(the runtime's mount namespace cannot be re-entered from it)")
+    if linux.rootfsPropagation:
+        _fail("linux.rootfsPropagation", "requires a mount namespace")
+    for i, m in enumerate(spec.mounts):
+        if {"unbindable", "runbindable"} & set(m.options):
+            _fail(f"mounts[{i}].options", "unbindable mounts require a mount namespace")
 
 
 def _check_ns_path(i: int, nstype: str, path: str) -> None:

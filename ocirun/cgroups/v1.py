@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import time
 
-from . import convert
-from . import devices as devmod
+# convert, devices (the rule model) and select are imported where limits are applied or OOM events
+# waited for: `delete`, `kill`, `state` only create a manager to find, signal or remove the cgroup.
 from .base import Manager, log, read, read_int
 from ..errors import CgroupError
 
@@ -217,6 +216,8 @@ class V1Manager(Manager):
             self.write(d, "cpuset.mems", cpu["mems"])
 
     def _devices(self, devices: list) -> None:
+        from . import devices as devmod
+
         target = devmod.emulate(devmod.parse_rules(devices))
         try:
             d = self._dir("devices", "devices")
@@ -349,7 +350,9 @@ class V1Manager(Manager):
         limit = p.get("limit")
         if limit is None or (update and limit == 0):
             return
-        self.write(self._dir("pids", "pids limit"), "pids.max", convert.limit_str(int(limit)))
+        from .convert import limit_str
+
+        self.write(self._dir("pids", "pids limit"), "pids.max", limit_str(int(limit)))
 
     def _blkio(self, b: dict) -> None:
         weight, leaf = int(b.get("weight") or 0), int(b.get("leafWeight") or 0)
@@ -392,6 +395,8 @@ class V1Manager(Manager):
                 self.write(d, files[key], f"{td['major']}:{td['minor']} {td['rate']}")
 
     def _hugetlb(self, limits: list) -> None:
+        from . import convert
+
         d = self._dir("hugetlb", "hugepage limit")
         for h in limits:
             size = convert.page_size_name(convert.page_size_bytes(h.get("pageSize", "")))
@@ -514,6 +519,8 @@ class OomWatcher:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True on an OOM event; False on timeout or when the cgroup has gone away."""
+        import select
+
         r, _, _ = select.select([self._efd], [], [], timeout)
         if not r:
             return False

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 from .. import signals as _signal  # a static table: `signal` imports enum
 import time
 
 from . import convert
-from . import devices as devmod
-from . import ebpf
+# devices, ebpf (struct) and select are imported where device rules are applied or OOM events waited
+# for: `delete`, `kill`, `state` only create a manager to find, signal or remove the cgroup.
 from .base import Manager, log, read, read_int, read_keyed
 from ..errors import CgroupError
 
@@ -278,6 +277,8 @@ class V2Manager(Manager):
 
     # ---- devices (eBPF) ------------------------------------------------------------------------------
     def _devices(self, devs: list) -> None:
+        from . import devices as devmod, ebpf
+
         state = devmod.emulate(devmod.parse_rules(devs))
         prog = ebpf.assemble(state)
         try:
@@ -292,6 +293,8 @@ class V2Manager(Manager):
         """Load the program, attach it with BPF_F_ALLOW_MULTI, then detach the ones attached before — so
         the cgroup is never without a filter while an update replaces it."""
         from ..kernel import bpf
+        from . import ebpf
+
         try:
             dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
@@ -407,6 +410,8 @@ class OomWatcherV2:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True when the oom/oom_kill counter has grown since the last call; False on timeout."""
+        import select
+
         p = select.poll()
         p.register(self._fd, select.POLLPRI | select.POLLERR)
         deadline = None if timeout is None else time.monotonic() + timeout
