@@ -277,6 +277,27 @@ def _try_rmdir(path: str) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cgroup_tmpfs_hygiene():
+    """The engines (conmon, dockerd, the shims' runc) make <controller> directories and
+    symlinks (``cpu,cpuacct``, ``net_cls -> net_cls,net_prio``) on the /sys/fs/cgroup tmpfs for
+    controllers that are not mounted on this host.  Whatever is new, and not a mount, is
+    removed when the engine suites end, so later tests see the host as it was."""
+    root = "/sys/fs/cgroup"
+    before = set(os.listdir(root)) if os.path.isdir(root) else set()
+    yield
+    if not before:
+        return
+    with open("/proc/self/mountinfo") as f:
+        mounted = {line.split()[4] for line in f}
+    for name in set(os.listdir(root)) - before:
+        top = f"{root}/{name}"
+        if os.path.islink(top):
+            os.unlink(top)
+        elif top not in mounted:
+            _try_rmdir(top)
+
+
 @pytest.fixture(scope="session")
 def engine():
     if os.geteuid() != 0:
@@ -284,9 +305,6 @@ def engine():
     _ensure_podman()
     # Created by podman outside our directory (netavark's run dir is fixed): removed if new and empty.
     new_dirs = [d for d in ("/run/containers/networks", "/run/containers") if not os.path.exists(d)]
-    # conmon also makes empty <controller> directories on the /sys/fs/cgroup tmpfs for controllers
-    # that are not mounted: removed at the end if they are new and empty.
-    cg_before = set(os.listdir("/sys/fs/cgroup")) if os.path.isdir("/sys/fs/cgroup") else set()
     base = tempfile.mkdtemp(prefix="ocirun-engines-", dir="/var/tmp")
     eng = Engine(base)
     try:
@@ -296,13 +314,6 @@ def engine():
         problems = eng.cleanup()
         for d in new_dirs:
             _try_rmdir(d)
-        if cg_before:
-            with open("/proc/self/mountinfo") as f:
-                mounted = {line.split()[4] for line in f}
-            for name in set(os.listdir("/sys/fs/cgroup")) - cg_before:
-                top = f"/sys/fs/cgroup/{name}"
-                if top not in mounted and not os.path.islink(top):
-                    _try_rmdir(top)
         if problems:
             print("\nengine cleanup:", *problems, sep="\n  ")
 
