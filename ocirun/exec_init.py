@@ -49,8 +49,10 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
     # Host-side facts, read while /proc is still ours.
     last_cap = k.cap_last_cap()
     masks, skipped = security.cap_sets(process, last_cap)
-    for name in skipped:
-        sync.send(sock, sync.WARNING, msg=f"capability {name}: skipped")
+    for text in skipped:
+        sync.send(sock, sync.WARNING, msg=text)
+    if process.capabilities is not None:  # what capset would refuse: runc's wording, before joining
+        security.check_caps(masks)
     seccomp = listener = None
     if msg.get("seccomp"):
         from .seccomp import CompiledFilter

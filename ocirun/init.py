@@ -289,8 +289,6 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         rootfs.mask_path(path)
     if spec.root_readonly:
         rootfs.readonly_root()
-    if "runtime_mntns" in handles:  # no mount namespace in the config: back to the runtime's
-        rootfs.enter_runtime_namespace(handles.pop("runtime_mntns"))
     if linux.personality:
         from .plan import personality_value
 
@@ -306,6 +304,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         # runtime.md: create applies everything but process; `start` MUST then fail.
         if console_sock is not None:
             os.close(console_sock)
+        if "runtime_mntns" in handles:  # no mount namespace in the config: back to the runtime's
+            rootfs.enter_runtime_namespace(handles.pop("runtime_mntns"))
         sync.send(sock, sync.READY)
         sock.close()
         _wait_for_start(start_sock)
@@ -316,6 +316,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         setup_console(console_sock, process.consoleSize)
     elif console_sock is not None:
         os.close(console_sock)
+    if "runtime_mntns" in handles:  # no mount namespace: back to the runtime's, after the last mount
+        rootfs.enter_runtime_namespace(handles.pop("runtime_mntns"))  # (the console bind)
     if process.oomScoreAdj is not None:
         proc.write("self/oom_score_adj", str(process.oomScoreAdj))
     if proc is not None and not (process.apparmorProfile or process.selinuxLabel):
@@ -323,8 +325,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
 
     last_cap = handles.pop("last_cap")
     masks, skipped = security.cap_sets(process, last_cap)
-    for name in skipped:
-        sync.send(sock, sync.WARNING, msg=f"capability {name}: skipped")
+    for text in skipped:
+        sync.send(sock, sync.WARNING, msg=text)
     seccomp = None
     if linux.seccomp:
         from . import seccomp as sc

@@ -78,11 +78,13 @@ def cap_sets(process: Process, last_cap: int) -> tuple[dict[str, int], list[str]
     for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
         mask, bad = cap_mask(getattr(caps, name) if caps else [], last_cap)
         masks[name] = mask
-        skipped += [f"{name}:{b} (unknown to this kernel)" for b in bad]
+        if bad:
+            skipped.append(f"process.capabilities.{name}: {', '.join(bad)} unknown to this kernel: skipped")
     lost = masks["ambient"] & ~(masks["permitted"] & masks["inheritable"])
-    for cap in range(last_cap + 1):
-        if lost & (1 << cap):
-            skipped.append(f"ambient:{_cap_name(cap)} (an ambient capability must also be permitted and inheritable)")
+    if lost:
+        names = ", ".join(_cap_name(cap) for cap in range(last_cap + 1) if lost & (1 << cap))
+        skipped.append(f"process.capabilities.ambient: {names} not also permitted and inheritable "
+                       "(the kernel cannot raise them): skipped")
     masks["ambient"] &= ~lost
     return masks, skipped
 
