@@ -158,7 +158,9 @@ def test_destination_swapped_with_symlink_race(oci, tmp_path, own_rootfs):
     assert ok + failed >= 10
     assert not os.listdir(canary)
     after = {m for m in _host_mountpoints() if not m.startswith("/tmp/")}
-    assert after - before == set(), f"new host mounts: {after - before}"
+    # Only what this config mounts counts (engines running on the same host add their own).
+    ours = {m for m in after - before if os.path.basename(m) in {"vol", "a", "d1", "d2", "f", "a.swap"}}
+    assert ours == set(), f"new host mounts: {ours}"
     # followed in-root, the symlink leads to <rootfs>/<canary path>: that is where things went
     inside = own_rootfs / str(canary).lstrip("/")
     assert ok == 0 or inside.exists() or (vol / "a" / "d1").exists() or (vol / "a.swap" / "d1").exists()
