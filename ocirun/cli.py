@@ -45,9 +45,6 @@ COMMANDS = {
     "spec": {"bundle": (("bundle", "b"), True), "rootless": (("rootless",), False)},
     "features": {},
 }
-#: Commands that live in their own modules: name → (flags, "module:function").  The function is
-#: called as ``fn(runtime, args, flags, global_flags)`` and returns the exit code; its module is
-#: imported only when the command runs.
 #: runc's flags shared by checkpoint and restore (ocirun.checkpoint)
 _CRIU_FLAGS = {
     "image-path": (("image-path",), True),
@@ -58,6 +55,9 @@ _CRIU_FLAGS = {
     "file-locks": (("file-locks",), False),
     "manage-cgroups-mode": (("manage-cgroups-mode",), True),
 }
+#: Commands that live in their own modules: name → (flags, "module:function").  The function is
+#: called as ``fn(runtime, args, flags, global_flags)`` and returns the exit code; its module is
+#: imported only when the command runs.
 MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
     "update": ({
         "resources": (("resources", "r"), True),
@@ -119,12 +119,15 @@ USAGE = """usage: ocirun [global options] command [command options] [arguments..
 ocirun is an OCI runtime-spec compliant container runtime (runc-compatible CLI).
 
 commands:
-  create    create a container            start     start a created container
-  run       create and start a container  state     output the state of a container
-  kill      send a signal to the init     delete    delete a container
-  list      list containers               spec      create a new specification file
-  features  show the enabled features     inspect   show a container's isolation
-  checkpoint  checkpoint a running container with CRIU    restore  restore a container from a checkpoint
+  create      create a container                   start     start a created container
+  run         create and start a container         state     output the state of a container
+  kill        send a signal to the init            delete    delete a container
+  list        list containers                      ps        list the processes in a container
+  exec        run a process in a container         update    change a container's resources
+  pause       suspend all processes                resume    resume all processes
+  events      stats and OOM notifications          inspect   show a container's isolation
+  checkpoint  checkpoint a container with CRIU     restore   restore a container from a checkpoint
+  spec        create a new specification file      features  show the enabled features
 
 global options:
   --root value         state directory (default: /run/ocirun)
