@@ -6,8 +6,10 @@
     the process: --process FILE, or
       config.json's process + flags
     compile seccomp; open /proc/<init>/ns/*
-    spawn the stage; put it in the cgroup
+    spawn the stage
     ── CONFIG {process, namespaces} + fds ───▶
+    put it in the cgroup                     parse, import (nothing joined yet)
+    ── CGROUP_JOINED ────────────────────────▶
                                              [1] setns, user first, mount last
                                              [2] fork into the container's pid ns
     ◀──────────────────────── PID {pid} ─────    (the stage exits)
@@ -270,36 +272,56 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
         raise ExecRefused("cannot exec in a paused container (use --ignore-paused to override)")
     if st.pid <= 0:
         raise ExecRefused("container is not running")
-    raw = build_process(st.bundle, opts)
-    terminal = bool(raw.get("terminal"))
-    check_terminal(terminal, opts.detach, opts.console_socket)
-    subs = parse_sub_cgroups(opts.cgroups)
-    seccomp_wire, listener = _container_seccomp(st, rt.log)
-    return _launch(rt, st, raw, opts, terminal, subs, seccomp_wire, listener, paused=st.status == PAUSED)
+    for fd in range(3, 3 + opts.preserve_fds):  # before the stage is spawned with them
+        try:
+            os.fstat(fd)
+        except OSError:
+            # An unopened number would be taken by one of our own fds and handed to the container.
+            raise ExecFailed(f"--preserve-fds={opts.preserve_fds}: file descriptor {fd} is not open") from None
+    from . import launcher
+
+    # The exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we read and
+    # check the process and the seccomp profile; killed and reaped if we stop before handing it over.
+    init = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+    try:
+        raw = build_process(st.bundle, opts)
+        terminal = bool(raw.get("terminal"))
+        check_terminal(terminal, opts.detach, opts.console_socket)
+        subs = parse_sub_cgroups(opts.cgroups)
+        seccomp_wire, from_config = _container_seccomp(st, rt.log)
+    except BaseException:
+        launcher.discard_init(*init)
+        raise
+    return _launch(rt, st, raw, opts, terminal, subs, seccomp_wire, from_config, paused=st.status == PAUSED,
+                   init=init)
 
 
 def _container_seccomp(st, log) -> tuple[dict | None, dict]:
-    """The container's seccomp profile, compiled.  The state does not keep it: read it from the bundle
-    (an exec'd process gets the container's filter, as with runc)."""
+    """The container's seccomp profile, compiled, and the stage options that also come from the
+    container's config.json (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so
+    the exec'd process gets it set, as runc does).  The state keeps neither: read from the bundle,
+    once, here (an exec'd process gets the container's filter, as with runc)."""
     from .config import read_json
 
     try:
         conf = read_json(os.path.join(st.bundle, "config.json"), "config file")
     except OciError as e:
         raise ExecFailed(f"cannot read the container's seccomp profile: {e}") from None
-    profile = (conf.get("linux") or {}).get("seccomp")
+    linux = conf.get("linux") or {}
+    options = {}
+    if linux.get("memoryPolicy") is not None:
+        options["memory_policy"] = linux["memoryPolicy"]
+    profile = linux.get("seccomp")
     if not profile:
-        return None, {}
+        return None, options
     from . import seccomp
 
     compiled = seccomp.compile_filter(profile, cache_dir=seccomp.default_cache_dir())
     for w in compiled.warnings:
         log.warning(w)
-    listener = {}
     if profile.get("listenerPath") and compiled.needs_listener:  # ignored without an SCMP_ACT_NOTIFY rule
-        listener = {"listener_path": profile["listenerPath"],
-                    "listener_metadata": profile.get("listenerMetadata")}
-    return compiled.to_json(), listener
+        options.update(listener_path=profile["listenerPath"], listener_metadata=profile.get("listenerMetadata"))
+    return compiled.to_json(), options
 
 
 def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = False) -> list[tuple[str, int]]:
@@ -338,26 +360,26 @@ def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = 
     return out
 
 
-def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, seccomp_wire, listener: dict,
-            paused: bool) -> int:
+def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, seccomp_wire, from_config: dict,
+            paused: bool, init: tuple) -> int:
+    """``init``: (pid, socket) of the exec stage, spawned by :func:`execute`; ours to kill and reap on failure."""
     from . import launcher
     from .cgroups import Manager
     from .config import Process
 
-    process = Process.parse(raw)
-    for fd in range(3, 3 + opts.preserve_fds):
-        try:
-            os.fstat(fd)
-        except OSError:
-            # An unopened number would be taken by one of our own fds and handed to the container.
-            raise ExecFailed(f"--preserve-fds={opts.preserve_fds}: file descriptor {fd} is not open") from None
-    mgr = Manager.from_state(st.cgroup) if st.cgroup else None
-    sub_dirs = _sub_dirs(mgr, subs) if (mgr is not None and subs) else []
-    namespaces = open_namespaces(st.pid, st.pid_start, root=bool(st.namespaces) and "mount" not in st.namespaces)
+    stage, sock = init
+    try:
+        process = Process.parse(raw)
+        mgr = Manager.from_state(st.cgroup) if st.cgroup else None
+        sub_dirs = _sub_dirs(mgr, subs) if (mgr is not None and subs) else []
+        namespaces = open_namespaces(st.pid, st.pid_start,
+                                     root=bool(st.namespaces) and "mount" not in st.namespaces)
+    except BaseException:
+        launcher.discard_init(stage, sock)
+        raise
     console_fd = None
     tty_sock = None
-    stage = final = None
-    sock = None
+    final = None
     started: dict = {}
     # In the foreground, signals are ours to forward from now on: one that arrives before the process
     # exists is kept and delivered once it does (the process may well be running before we know it).
@@ -379,15 +401,9 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             from .kernel import linux as k
 
             # The process is the stage's child: when the stage exits it must come to us.
-            k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-        stage, sock = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds,
-                                          stdio=opts.stdio)
-        if mgr is not None and not paused:
-            _join_cgroups(mgr, sub_dirs, stage)  # before the stage forks: the process inherits it
-        if st.intel_rdt:  # the container's resctrl group (and MON group), inherited the same way
-            from .intelrdt import add_task
-
-            add_task(st.intel_rdt, stage)
+            k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)  # before the stage forks (after CGROUP_JOINED)
+        # CONFIG first: the stage parses and imports while we move it into the cgroup (the kernel's
+        # first cgroup.procs write waits for an RCU grace period); it joins nothing before CGROUP_JOINED.
         fds, fd_index = [], {}
         for name, fd in namespaces:
             fd_index[name] = len(fds)
@@ -399,13 +415,23 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
                   options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
                            "fd_index": fd_index, "preserve_fds": opts.preserve_fds,
                            "setgroups": _setgroups_allowed(st.pid), "keep_groups": _keep_groups(st),
-                           **listener})
+                           **from_config})
         for _, fd in namespaces:
             os.close(fd)
         namespaces = []
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
+        if mgr is not None and not paused:
+            _join_cgroups(mgr, sub_dirs, stage)  # before the stage forks: the process inherits it
+        if st.intel_rdt:  # the container's resctrl group (and MON group), inherited the same way
+            from .intelrdt import add_task
+
+            add_task(st.intel_rdt, stage)
+        try:
+            sync.send(sock, sync.CGROUP_JOINED)
+        except OSError:
+            pass  # the stage failed already: its ERROR (or EOF) is next in the queue
 
         try:
             final = _handshake(rt, sock, stage, mgr, sub_dirs, process, paused and opts.detach, paused, started)
@@ -583,9 +609,9 @@ def wait_foreground(pid: int) -> int:
         except ChildProcessError:
             return EXIT_FAILED
         if got == pid:
-            # = tty.exit_status (128 + signal), without importing tty (socket, signal, array: ≈5 ms)
-            code = os.waitstatus_to_exitcode(status)
-            return 128 - code if code < 0 else code
+            from .signals import exit_status  # not tty's re-export: tty imports socket, signal, array
+
+            return exit_status(status)
 
 
 def _reap(pid: int) -> None:

@@ -7,7 +7,8 @@ points match the diagram in :mod:`ocirun.exec`.
 
     exec stage (a child of `exec`)           the process (forked; in the container's pid ns)
     ─────────────────────────────            ───────────────────────────────────────────────
-    [1] receive CONFIG (namespace fds)       [3] wait for CGROUP_DONE (rlimits, cgroup set)
+    [1] receive CONFIG (namespace fds);      [3] wait for CGROUP_DONE (rlimits, cgroup set)
+        parse, import; wait for CGROUP_JOINED
         setns: user first, mount last (or        become the container's root user, setsid,
         chroot to the init's root without one;   console, HOME, preflight (cwd, program),
         our root and cwd are now the             rlimits/oom by the parent, caps, NNP,
@@ -51,8 +52,6 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
     masks, skipped = security.cap_sets(process, last_cap)
     for text in skipped:
         sync.send(sock, sync.WARNING, msg=text)
-    if process.capabilities is not None:  # what capset would refuse: runc's wording, before joining
-        security.check_caps(masks)
     seccomp = listener = None
     if msg.get("seccomp"):
         from .seccomp import CompiledFilter
@@ -63,7 +62,9 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
 
             listener = connect_listener(opts["listener_path"])
     console = fds[index["console"]] if "console" in index else None
-    msg["memory_policy"] = _container_memory_policy(msg["state"].get("bundle"))
+    # The above (Python work, the agent's connection) overlaps the parent moving us into the container's
+    # cgroup; the namespaces are joined and the process forked only once we are in it.
+    sync.recv(sock, sync.CGROUP_JOINED)
 
     # [1] Join: user first (it owns the others), mount last (it takes our root and cwd with it).
     joined_user = False
@@ -79,6 +80,10 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
             raise OSError(e.errno, f"join the container's {name} namespace: {e.strerror}") from None
         os.close(fds[i])
         joined_user = joined_user or name == "user"
+    if process.capabilities is not None:
+        # What capset would refuse, in runc's wording, before the fork.  After the joins: in a
+        # container's user namespace we hold every capability (a rootless stage holds none before).
+        security.check_caps(masks)
 
     # [2] setns(pid) applies to children only: fork, so that the process is in the container's pid ns.
     pid = os.fork()
@@ -111,10 +116,10 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     os.setsid()
-    if msg.get("memory_policy") is not None:  # before seccomp, which may forbid set_mempolicy
-        from .mempolicy import apply as set_memory_policy
+    if opts.get("memory_policy") is not None:  # before seccomp, which may forbid set_mempolicy
+        from .mempolicy import apply as set_memory_policy  # imported before the setns by _preimport
 
-        set_memory_policy(msg["memory_policy"])
+        set_memory_policy(opts["memory_policy"])
     if process.terminal:
         # /dev/ptmx is the container's (we are in its mount namespace): the slave lives in its devpts.
         from .terminal import setup_console  # imported before the setns by _preimport
@@ -169,19 +174,8 @@ def _preimport(process, msg: dict) -> None:
             from .seccomp import notify  # noqa: F401
     if process.scheduler or process.ioPriority or process.execCPUAffinity:
         from . import plan, sched  # noqa: F401
-
-
-def _container_memory_policy(bundle: str | None):
-    """linux.memoryPolicy of the container, read from its bundle while the host's files are in reach
-    (a policy belongs to a task: the exec'd process gets it set, as runc does); None without one."""
-    if not bundle:
-        return None
-    from .config import read_json
-
-    policy = (read_json(os.path.join(bundle, "config.json"), "config file").get("linux") or {}).get("memoryPolicy")
-    if policy is not None:
-        from . import mempolicy  # noqa: F401  (before setns: the host's library directory is out of reach after)
-    return policy
+    if msg["options"].get("memory_policy") is not None:  # the container's linux.memoryPolicy (ocirun.exec)
+        from . import mempolicy  # noqa: F401
 
 
 def _chdir(cwd: str) -> None:

@@ -7,7 +7,8 @@ bottom in spec order; the numbered sync points match the diagram in
 
     stage 1 (a child of `create`)          stage 2 (forked by stage 1; pid 1 in a new pid ns)
     ─────────────────────────────          ────────────────────────────────────────────────
-    [1] receive CONFIG                      [4] setsid, mounts, devices
+    [1] receive CONFIG, parse, import;      [4] setsid, mounts, devices
+        wait for CGROUP_JOINED
         join namespaces given by path        [5] HOOKS: prestart/createRuntime by the parent;
     [2] new user ns → USERNS_READY,              createContainer here
         wait for the parent's maps           [6] pivot_root, masked/readonly paths, sysctl,
@@ -78,6 +79,9 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     spec = Spec.parse(msg["spec"], msg["bundle"])
     linux = spec.linux
     _preimport(spec)
+    # Up to here only Python work, done while the parent moves us into the cgroup: every kernel object
+    # of the container (namespaces, its processes, their memory) is made after we are in it.
+    sync.recv(sock, sync.CGROUP_JOINED)
 
     # Files we need later are opened now, as the runtime's user: inside a new user namespace
     # their paths may not be traversable any more.

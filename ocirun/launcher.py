@@ -72,31 +72,48 @@ def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0, stdio: tupl
     return pid, parent
 
 
-def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState:
-    """Run the whole create sequence; on any failure undo everything and raise."""
-    st = ContainerState(
-        id=sd.id, bundle=opts.bundle, rootfs=spec.root_path, created=_now(), owner="",
-        annotations=spec.annotations, ociVersion=SPEC_VERSION, rootless=opts.rootless,
-        systemd_cgroup=opts.systemd_cgroup,
-        namespaces={ns.type: ns.path or "" for ns in spec.linux.namespaces},
-        hooks=spec.raw.get("hooks") or {},
-    )
-    seccomp_wire = _compile_seccomp(spec, log)
-    console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
-    pidfd_sock = None
-    if opts.pidfd_socket:
-        from . import pidfd
+def discard_init(pid: int, sock) -> None:
+    """Kill and reap an init stage that never got its CONFIG (create failed before)."""
+    sock.close()
+    _undo(pid, None, None)
 
-        pidfd_sock = pidfd.connect(opts.pidfd_socket)
-    start_sock = _listen(sd)
-    s1, sock = spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+
+def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | None = None) -> ContainerState:
+    """Run the whole create sequence; on any failure undo everything and raise.
+
+    ``init``: (pid, socket) of an init stage spawned by the caller with :func:`spawn_init`
+    (so that it boots while the config is validated); spawned here when None."""
+    console_fd = pidfd_sock = None
+    try:
+        st = ContainerState(
+            id=sd.id, bundle=opts.bundle, rootfs=spec.root_path, created=_now(), owner="",
+            annotations=spec.annotations, ociVersion=SPEC_VERSION, rootless=opts.rootless,
+            systemd_cgroup=opts.systemd_cgroup,
+            namespaces={ns.type: ns.path or "" for ns in spec.linux.namespaces},
+            hooks=spec.raw.get("hooks") or {},
+        )
+        seccomp_wire = _compile_seccomp(spec, log)
+        console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
+        if opts.pidfd_socket:
+            from . import pidfd
+
+            pidfd_sock = pidfd.connect(opts.pidfd_socket)
+        start_sock = _listen(sd)
+    except BaseException:
+        if init is not None:
+            discard_init(*init)
+        if console_fd is not None:
+            os.close(console_fd)
+        if pidfd_sock is not None:
+            pidfd_sock.close()
+        raise
+    s1, sock = init if init is not None else spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     s2 = None
     cgroup = None
     try:
-        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st)
-        # Record what we made before going on: if this process is killed mid-way, the state says
-        # "creating" and names the cgroup, so `delete --force` can still remove everything.
-        sd.save(st)
+        # CONFIG goes first, so that the init parses and imports while we make its cgroup and move it
+        # in (the kernel's first cgroup.procs write waits for an RCU grace period, ≈10–17 ms here);
+        # it creates no namespace and forks nothing before CGROUP_JOINED.
         # fds travel with CONFIG; ``fd_index`` names each one's position in the message.
         fds = [start_sock.fileno()]
         fd_index = {"start": 0}
@@ -118,6 +135,14 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log) -> ContainerState
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
+        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st)
+        # Record what we made before going on: if this process is killed mid-way, the state says
+        # "creating" and names the cgroup, so `delete --force` can still remove everything.
+        sd.save(st)
+        try:
+            sync.send(sock, sync.CGROUP_JOINED)
+        except OSError:
+            pass  # the init failed already: its ERROR (or EOF) is next in the queue
         while True:
             msg, _ = sync.recv(sock)
             kind = msg["type"]
@@ -338,11 +363,14 @@ def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: Conta
     from . import cgroups
 
     mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=opts.systemd_cgroup, rootless=opts.rootless)
-    mgr.create()
     try:
+        mgr.create()  # may fail part-way (one hierarchy out of ten): what it made is in mgr.created
         mgr.add_pid(pid)
     except BaseException:
-        mgr.destroy()
+        try:
+            mgr.destroy()
+        except Exception:
+            pass  # the original error is the one to report
         raise
     st.cgroup = mgr.to_state()
     return mgr

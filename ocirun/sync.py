@@ -5,6 +5,10 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
 
     parent                                   init (stage 1 → stage 2)
       ── CONFIG {spec, plan, ...} ──────────▶
+      make the cgroup, move the init in       parse the spec, import what later steps need
+      (the kernel's first cgroup.procs        (pure Python: nothing that creates a kernel
+      write waits ≈10–17 ms for RCU)           object the container should be charged for)
+      ── CGROUP_JOINED ─────────────────────▶
                                              join/unshare user ns
       ◀──────────────── USERNS_READY ───────  (only for a new user ns)
       write uid_map / gid_map
@@ -45,6 +49,8 @@ CONFIG = "config"
 USERNS_READY = "userns-ready"
 USERNS_MAPPED = "userns-mapped"
 PID = "pid"
+#: the init is in its cgroup: from here it may create namespaces and fork (which the cgroup must own)
+CGROUP_JOINED = "cgroup-joined"
 CGROUP_DONE = "cgroup-done"
 HOOKS = "hooks"
 HOOKS_DONE = "hooks-done"
@@ -52,7 +58,7 @@ READY = "ready"
 ERROR = "error"
 WARNING = "warning"
 
-MESSAGES = {CONFIG, USERNS_READY, USERNS_MAPPED, PID, CGROUP_DONE, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
+MESSAGES = {CONFIG, CGROUP_JOINED, USERNS_READY, USERNS_MAPPED, PID, CGROUP_DONE, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_ERROR = 4096
 

@@ -129,22 +129,34 @@ class Manager:
         rel = os.path.relpath(path, mount)
         if rel.startswith(".."):
             raise CgroupError(f"cgroup path {path} escapes its hierarchy {mount}")
-        cur = mount
-        for part in [] if rel == "." else rel.split("/"):
-            cur = os.path.join(cur, part)
+        parts = [] if rel == "." else rel.split("/")
+        cur, i, restarts = mount, 0, 0
+        while i < len(parts):
+            cur = os.path.join(cur, parts[i])
+            i += 1
             try:
                 os.mkdir(cur, 0o755)
             except FileExistsError:
-                if os.path.relpath(cur, mount) == DEFAULT_PARENT.lstrip("/"):
+                if os.path.relpath(cur, mount) == DEFAULT_PARENT.lstrip("/") and cur not in self.created:
                     # ocirun's own default parent: whoever made it, the last container to go removes
                     # it (destroy ignores EBUSY/ENOTEMPTY on ancestors still in use).
                     self.created.append(cur)
                 continue
+            except FileNotFoundError as e:
+                # A parent we found (or made) was removed meanwhile: a concurrent `delete` of the last
+                # other container under the shared default parent.  Walk down again from the mount.
+                if i > 1 and restarts < 8:
+                    cur, i, restarts = mount, 0, restarts + 1
+                    continue
+                err = CgroupError(f"mkdir {cur}: {e.strerror}")
+                err.errno = e.errno
+                raise err from e
             except OSError as e:
                 err = CgroupError(f"mkdir {cur}: {e.strerror}")
                 err.errno = e.errno
                 raise err from e
-            self.created.append(cur)
+            if cur not in self.created:
+                self.created.append(cur)
             self._on_mkdir(cur)
 
     def _on_mkdir(self, path: str) -> None:
