@@ -131,7 +131,6 @@ class _Capture:
     waiting, and a process that fills its output cannot block on us."""
 
     def __init__(self, input: bytes | str | None):
-        self.files = []
         stdin = tempfile.TemporaryFile()
         if input:
             stdin.write(input.encode() if isinstance(input, str) else input)
@@ -188,7 +187,9 @@ def _wait(pid: int, timeout: float | None) -> int | None:
         except ChildProcessError:
             # Not our child after all (a subreaper above us took it, or someone reaped it).
             return 255
-        return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
+        from .signals import exit_status
+
+        return exit_status(status)
 
 
 def _kill_and_reap(pid: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 
+from . import mountinfo
 from .errors import ContainerExists, NotRunning, OciError
 from .criu import CriuError
 
@@ -133,22 +134,14 @@ def cgroup_binds(pid: int, proc: str = "/proc") -> dict[str, str]:
     """The container's cgroup bind mounts: destination inside → the host directory bound there.
 
     Matched by filesystem type and super options to the host's mount of the same hierarchy."""
-    def mounts(path):
-        out = []
-        with open(path) as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                fields, rfields = left.split(), right.split()
-                if rfields and rfields[0] in ("cgroup", "cgroup2"):
-                    out.append((fields[3], fields[4], rfields[0], rfields[2]))
-        return out
-
-    host = {(fstype, opts): mnt for root, mnt, fstype, opts in mounts(f"{proc}/self/mountinfo") if root == "/"}
+    cgroup = ("cgroup", "cgroup2")
+    host = {(m.fstype, m.super_options): m.mountpoint
+            for m in mountinfo.read(f"{proc}/self/mountinfo", cgroup) if m.root == "/"}
     out = {}
-    for root, mnt, fstype, opts in mounts(f"{proc}/{pid}/mountinfo"):
-        src = host.get((fstype, opts))
+    for m in mountinfo.read(f"{proc}/{pid}/mountinfo", cgroup):
+        src = host.get((m.fstype, m.super_options))
         if src is not None:
-            out[mnt] = os.path.join(src, root.lstrip("/"))
+            out[m.mountpoint] = os.path.join(src, m.root.lstrip("/"))
     return out
 
 

@@ -63,7 +63,20 @@ _quote_utf8 = _json.encode_basestring  # json's ensure_ascii=False string encode
 def dumps(obj, indent: int | None = None, ensure_ascii: bool = True) -> str:
     """Serialise dicts, lists, str, int, float, bool and None (what ocirun writes), as json.dumps does."""
     out: list[str] = []
-    _write(obj, out, indent, 0, _quote if ensure_ascii else _quote_utf8)
+    _write(obj, out, indent, 0, _quote if ensure_ascii else _quote_utf8, ", " if indent is None else ",", ": ",
+           False)
+    return "".join(out)
+
+
+def canonical(obj) -> str:
+    """``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, without json.
+
+    For hashing (the seccomp cache key): the same text json gives for anything parsed from JSON,
+    so keys stay stable across the two implementations.  Raises TypeError on what JSON cannot hold
+    or on keys that are not all strings, ValueError on a self-containing value (as json does).
+    """
+    out: list[str] = []
+    _write(obj, out, None, 0, _quote_utf8, ",", ":", True)
     return "".join(out)
 
 
@@ -75,70 +88,12 @@ def _float(x: float) -> str:
     return float.__repr__(x)
 
 
-def _write(obj, out: list[str], indent, level: int, quote=_quote) -> None:
-    if isinstance(obj, str):
-        out.append(quote(obj))
-    elif obj is None:
-        out.append("null")
-    elif obj is True:
-        out.append("true")
-    elif obj is False:
-        out.append("false")
-    elif isinstance(obj, (int, float)):
-        out.append(_float(obj) if isinstance(obj, float) else str(int(obj)))
-    elif isinstance(obj, dict):
-        if not obj:
-            out.append("{}")
-            return
-        out.append("{")
-        sep = ", " if indent is None else ","
-        for i, (key, value) in enumerate(obj.items()):
-            if i:
-                out.append(sep)
-            if indent is not None:
-                out.append("\n" + " " * (indent * (level + 1)))
-            out.append(quote(str(key)))
-            out.append(": ")
-            _write(value, out, indent, level + 1, quote)
-        if indent is not None:
-            out.append("\n" + " " * (indent * level))
-        out.append("}")
-    elif isinstance(obj, (list, tuple)):
-        if not obj:
-            out.append("[]")
-            return
-        out.append("[")
-        sep = ", " if indent is None else ","
-        for i, value in enumerate(obj):
-            if i:
-                out.append(sep)
-            if indent is not None:
-                out.append("\n" + " " * (indent * (level + 1)))
-            _write(value, out, indent, level + 1, quote)
-        if indent is not None:
-            out.append("\n" + " " * (indent * level))
-        out.append("]")
-    else:
-        raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
-
-
-def canonical(obj) -> str:
-    """``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, without json.
-
-    For hashing (the seccomp cache key): the same text json gives for anything parsed from JSON,
-    so keys stay stable across the two implementations.  Raises TypeError on what JSON cannot hold
-    or on keys that are not all strings, ValueError on a self-containing value (as json does).
-    """
-    out: list[str] = []
-    _canon(obj, out, 0)
-    return "".join(out)
-
-
-def _canon(obj, out: list[str], depth: int) -> None:
-    if depth > 900:  # json raises ValueError("Circular reference detected") for cycles
+def _write(obj, out: list[str], indent, level: int, quote, sep: str, colon: str, canon: bool) -> None:
+    """One writer for both forms; ``canon`` sorts keys and refuses keys that are not strings."""
+    if level > 900:  # json raises ValueError("Circular reference detected") for cycles
         raise ValueError("Circular reference detected (or nesting too deep)")
     if isinstance(obj, str):
-        out.append(_quote_utf8(obj))
+        out.append(quote(obj))
     elif obj is None:
         out.append("null")
     elif obj is True:
@@ -149,23 +104,30 @@ def _canon(obj, out: list[str], depth: int) -> None:
         out.append(int.__repr__(obj))
     elif isinstance(obj, float):
         out.append(_float(obj))
-    elif isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError("canonical JSON: keys must be strings")
-        out.append("{")
-        for i, key in enumerate(sorted(obj)):
+    elif isinstance(obj, (dict, list, tuple)):
+        is_dict = isinstance(obj, dict)
+        if not obj:
+            out.append("{}" if is_dict else "[]")
+            return
+        if is_dict and canon:
+            if not all(isinstance(k, str) for k in obj):
+                raise TypeError("canonical JSON: keys must be strings")
+            items = [(k, obj[k]) for k in sorted(obj)]
+        else:
+            items = obj.items() if is_dict else obj
+        out.append("{" if is_dict else "[")
+        for i, item in enumerate(items):
             if i:
-                out.append(",")
-            out.append(_quote_utf8(key))
-            out.append(":")
-            _canon(obj[key], out, depth + 1)
-        out.append("}")
-    elif isinstance(obj, (list, tuple)):
-        out.append("[")
-        for i, value in enumerate(obj):
-            if i:
-                out.append(",")
-            _canon(value, out, depth + 1)
-        out.append("]")
+                out.append(sep)
+            if indent is not None:
+                out.append("\n" + " " * (indent * (level + 1)))
+            if is_dict:
+                key, item = item
+                out.append(quote(str(key)))
+                out.append(colon)
+            _write(item, out, indent, level + 1, quote, sep, colon, canon)
+        if indent is not None:
+            out.append("\n" + " " * (indent * level))
+        out.append("}" if is_dict else "]")
     else:
         raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

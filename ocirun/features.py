@@ -15,6 +15,7 @@ from . import SPEC_VERSION
 from .config import HOOK_PHASES
 from .plan import CAPABILITIES, NAMESPACES, known_mount_options
 
+
 def unsafe_annotations() -> list[str]:
     """config.json annotations that change what ocirun does (features.md; a trailing "." is a prefix)."""
     from .security import KEEP_GROUPS_ANNOTATION

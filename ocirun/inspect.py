@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 
+from . import mountinfo
 from .errors import OciError
+from .plan import cap_names
 from .state import CREATED, PAUSED, RUNNING, STOPPED, StateDir, list_ids, read_start_time, refresh
 
 INSPECT_VERSION = 1
@@ -191,33 +193,12 @@ def _id_map(path: str) -> list[dict]:
     return rows
 
 
-def _unescape(text: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in text:
-        return text
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1:i + 4].isdigit():
-            out.append(chr(int(text[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text: str) -> list[dict]:
     """``/proc/<pid>/mountinfo`` (proc(5)) as records; mount points are relative to that process's root."""
     out = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        f = left.split()
-        r = right.split()
-        optional = f[6:]
+    for e in mountinfo.parse(text):
         propagation = "private"
-        for tag in optional:
+        for tag in e.optional:
             if tag.startswith("shared:"):
                 propagation = tag
             elif tag.startswith("master:") and propagation == "private":
@@ -225,10 +206,10 @@ def parse_mountinfo(text: str) -> list[dict]:
             elif tag == "unbindable":
                 propagation = "unbindable"
         out.append({
-            "id": int(f[0]), "parent": int(f[1]), "device": f[2], "root": _unescape(f[3]),
-            "mountPoint": _unescape(f[4]), "options": f[5].split(","), "propagation": propagation,
-            "type": r[0], "source": _unescape(r[1]) if len(r) > 1 else "",
-            "superOptions": r[2].split(",") if len(r) > 2 else [],
+            "id": e.id, "parent": e.parent, "device": e.device, "root": e.root,
+            "mountPoint": e.mountpoint, "options": e.options.split(","), "propagation": propagation,
+            "type": e.fstype, "source": e.source,
+            "superOptions": e.super_options.split(",") if e.super_options else [],
         })
     return out
 
@@ -277,13 +258,6 @@ def uts_hostname(pid: int, proc: str = "/proc") -> str | None:
 
 
 # ---- security ------------------------------------------------------------------------------------------
-def cap_names(mask: int) -> list[str]:
-    from .plan import CAPABILITIES
-
-    return [CAPABILITIES[bit] if bit < len(CAPABILITIES) else f"CAP_{bit}"
-            for bit in range(mask.bit_length()) if mask >> bit & 1]
-
-
 def parse_status(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():

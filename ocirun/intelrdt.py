@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 
+from . import mountinfo as _mountinfo
 from .errors import ConfigError, OciError
 
 FIELD = "linux.intelRdt"
@@ -47,16 +48,7 @@ def find_root(mountinfo: str = "/proc/self/mountinfo", filesystems: str = "/proc
 
     Raises ConfigError saying whether the kernel lacks resctrl altogether or it is only unmounted.
     """
-    found = []
-    with open(mountinfo, "rb") as f:
-        for line in f.read().decode(errors="replace").splitlines():
-            fields = line.split(" ")
-            try:
-                sep = fields.index("-")
-            except ValueError:
-                continue
-            if len(fields) > sep + 1 and fields[sep + 1] == "resctrl":
-                found.append(_unescape(fields[4]))
+    found = [m.mountpoint for m in _mountinfo.read(mountinfo, ("resctrl",))]
     if found:
         return DEFAULT_MOUNT if DEFAULT_MOUNT in found else found[0]
     try:
@@ -69,19 +61,6 @@ def find_root(mountinfo: str = "/proc/self/mountinfo", filesystems: str = "/proc
                   "(not listed in /proc/filesystems; needs CONFIG_X86_CPU_RESCTRL and RDT-capable hardware)")
     _fail("", f"no resctrl filesystem is mounted (mount it with: mount -t resctrl resctrl {DEFAULT_MOUNT})")
     return ""  # not reached
-
-
-def _unescape(path: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    out, i = [], 0
-    while i < len(path):
-        if path[i] == "\\" and i + 4 <= len(path) and path[i + 1:i + 4].isdigit():
-            out.append(chr(int(path[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(path[i])
-            i += 1
-    return "".join(out)
 
 
 # -- the plan -------------------------------------------------------------------------------------

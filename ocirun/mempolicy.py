@@ -135,39 +135,3 @@ def apply(policy: dict) -> None:
         what = policy["mode"] + "".join(f"|{f}" for f in policy.get("flags") or [])
         where = f", nodes {policy.get('nodes')}" if nodes else ""
         raise InitError(f"{FIELD}: set_mempolicy({what}{where}): {os.strerror(e.errno)}") from None
-
-
-def describe(mode_value: int, nodes: list[int]) -> str:
-    """How /proc/<pid>/numa_maps spells a task policy (mpol_to_str), for tests and `inspect`."""
-    names = {0: "default", 1: "prefer", 2: "bind", 3: "interleave", 4: "local", 5: "prefer (many)",
-             6: "weighted interleave"}
-    mode = mode_value & ~(FLAGS["MPOL_F_NUMA_BALANCING"] | FLAGS["MPOL_F_RELATIVE_NODES"]
-                          | FLAGS["MPOL_F_STATIC_NODES"])
-    text = names[mode]
-    if mode in (0, 4):
-        return text
-    flags = []
-    if mode_value & FLAGS["MPOL_F_STATIC_NODES"]:
-        flags.append("static")
-    elif mode_value & FLAGS["MPOL_F_RELATIVE_NODES"]:
-        flags.append("relative")
-    if mode_value & FLAGS["MPOL_F_NUMA_BALANCING"]:
-        flags.append("balancing")
-    if flags:
-        text += "=" + "|".join(flags)
-    if nodes:
-        text += ":" + _ranges(nodes)
-    return text
-
-
-def _ranges(nodes: list[int]) -> str:
-    out = []
-    start = prev = nodes[0]
-    for n in nodes[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        out.append(str(start) if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    return ",".join(out)

@@ -31,10 +31,6 @@ CONTAINER_SOCKET = f"{CONTAINER_DIR}/{SOCKET_NAME}"
 BARRIER_TIMEOUT = 30.0
 
 
-def host_socket(environ=os.environ) -> str | None:
-    return environ.get(ENV) or None
-
-
 def socket_dir(state_dir: str) -> str:
     return os.path.join(state_dir, DIR_NAME)
 

@@ -214,6 +214,13 @@ def cap_mask(names: list[str], last_cap: int) -> tuple[int, list[str]]:
     return mask, skipped
 
 
+def cap_names(mask: int) -> list[str]:
+    """Bit mask → names, lowest bit first (the inverse of :func:`cap_mask`); ``CAP_<n>`` for a bit
+    this table has no name for (a newer kernel's)."""
+    return [CAPABILITIES[bit] if bit < len(CAPABILITIES) else f"CAP_{bit}"
+            for bit in range(mask.bit_length()) if mask >> bit & 1]
+
+
 # --- sysctl ↔ namespace (runc's rules) ---------------------------------------------------------
 IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}

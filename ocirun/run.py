@@ -77,9 +77,9 @@ def _wait(pid: int) -> int:
         except InterruptedError:
             continue
         if got == pid:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)
+            from .signals import exit_status
+
+            return exit_status(status)
 
 
 def _cleanup(rt, cid: str) -> None:

@@ -12,7 +12,7 @@ import os
 
 from .config import Process
 from .kernel import linux as k
-from .plan import RLIMITS, cap_mask
+from .plan import RLIMITS, cap_mask, cap_names
 
 
 #: podman's ``--group-add keep-groups``: the process keeps the supplementary groups of whoever ran the
@@ -56,12 +56,10 @@ def check_caps(masks: dict[str, int]) -> None:
     has recorded a created container.  runc applies the caps before its exec fifo, so engines
     read this error from `create`; we check it there too, with runc's wording.
     """
-    from .plan import CAPABILITIES
-
     _effective, held, _inheritable = k.capget()
     missing = (masks["permitted"] | masks["effective"]) & ~held
     if missing:
-        names = [CAPABILITIES[i] if i < len(CAPABILITIES) else str(i) for i in range(64) if missing >> i & 1]
+        names = cap_names(missing)
         raise OSError(1, "unable to apply caps: operation not permitted "
                          f"(process.capabilities: the runtime does not hold {', '.join(names)})")
 
@@ -82,17 +80,11 @@ def cap_sets(process: Process, last_cap: int) -> tuple[dict[str, int], list[str]
             skipped.append(f"process.capabilities.{name}: {', '.join(bad)} unknown to this kernel: skipped")
     lost = masks["ambient"] & ~(masks["permitted"] & masks["inheritable"])
     if lost:
-        names = ", ".join(_cap_name(cap) for cap in range(last_cap + 1) if lost & (1 << cap))
+        names = ", ".join(cap_names(lost))
         skipped.append(f"process.capabilities.ambient: {names} not also permitted and inheritable "
                        "(the kernel cannot raise them): skipped")
     masks["ambient"] &= ~lost
     return masks, skipped
-
-
-def _cap_name(n: int) -> str:
-    from .plan import CAP_NUMBERS
-
-    return next((k for k, v in CAP_NUMBERS.items() if v == n), f"CAP_{n}")
 
 
 def cap_set_conflict(caps) -> tuple[str, str] | None:

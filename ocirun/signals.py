@@ -5,6 +5,8 @@ enum, which costs more than the whole `kill` command should.
 """
 from __future__ import annotations
 
+import os
+
 from .errors import UsageError
 
 SIGKILL = 9
@@ -42,3 +44,10 @@ def parse_signal(text: str) -> int:
                 if SIGRTMIN <= num <= SIGRTMAX:
                     return num
     raise UsageError(f"unknown signal {text!r}")
+
+
+def exit_status(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128 + the signal that killed it
+    (`run`, `exec`, `restore` and the Python API all exit or answer with this)."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code

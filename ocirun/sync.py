@@ -87,7 +87,12 @@ def send(sock, kind: str, fds: list[int] | None = None, **payload) -> None:
 def recv(sock, expect: str | None = None) -> tuple[dict, list[int]]:
     """Receive one message; raise ProtocolError on EOF, an unexpected type, or ERROR when expecting."""
     fds: list[int] = []
-    data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16 * _INT))
+    try:
+        data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16 * _INT))
+    except ConnectionResetError:
+        # The peer exited with a message of ours unread (a stage that failed before CGROUP_JOINED):
+        # SEQPACKET reports that reset first, then still delivers what the peer sent before it went.
+        data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16 * _INT))
     for level, typ, cdata in anc:
         if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
             fds += [int.from_bytes(cdata[i:i + _INT], sys.byteorder, signed=True)

@@ -20,6 +20,8 @@ import socket
 import struct
 import termios
 
+from .signals import exit_status
+
 #: Signals passed on to the process (SIGWINCH is handled here: it resizes the pty instead).
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGCONT, signal.SIGALRM)
@@ -103,13 +105,6 @@ def make_raw(attrs: list) -> list:
     cc[termios.VMIN] = 1
     cc[termios.VTIME] = 0
     return [iflag, oflag, cflag, lflag, ispeed, ospeed, cc]
-
-
-def exit_status(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128 + the signal."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
 
 
 def attach(master: int, pid: int, stdin: int = 0, stdout: int = 1, forward=FORWARDED) -> int:

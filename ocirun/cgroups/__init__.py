@@ -19,7 +19,7 @@ Only :mod:`.paths` and :mod:`.base` are imported here; drivers load on first use
 from __future__ import annotations
 
 from .base import Manager
-from .paths import MODE_HYBRID, MODE_UNIFIED, MODE_V1, detect, inner_path
+from .paths import MODE_HYBRID, MODE_UNIFIED, MODE_V1, detect
 from ..errors import CgroupError
 
 __all__ = ["Manager", "for_container", "from_state", "detect_mode", "CgroupError",

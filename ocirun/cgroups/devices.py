@@ -25,29 +25,20 @@ ACCESS_ORDER = "rwm"
 WILDCARD_ALL = "a *:* rwm"
 
 
-class Rule:
+class Rule(Record):
     """One device rule (treated as immutable): type "a", "b" or "c"; major/minor None = any ("*").
 
-    A plain class, not a namedtuple: ``collections`` costs ≈1.5 ms, and this module is imported
-    wherever device limits are applied (create, update)."""
+    A :class:`ocirun.records.Record`, not a namedtuple: ``collections`` costs ≈1.5 ms, and this module
+    is imported wherever device limits are applied (create, update)."""
 
-    __slots__ = ("allow", "type", "major", "minor", "access")
-
-    def __init__(self, allow: bool, type: str = "a", major: int | None = None, minor: int | None = None,
-                 access: str = "rwm"):
-        self.allow, self.type, self.major, self.minor, self.access = allow, type, major, minor, access
-
-    def _key(self) -> tuple:
-        return (self.allow, self.type, self.major, self.minor, self.access)
-
-    def __eq__(self, other) -> bool:
-        return type(other) is Rule and self._key() == other._key()
+    allow: bool
+    type: str = "a"
+    major: int | None = None
+    minor: int | None = None
+    access: str = "rwm"
 
     def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return "Rule(allow=%r, type=%r, major=%r, minor=%r, access=%r)" % self._key()
+        return hash((self.allow, self.type, self.major, self.minor, self.access))
 
     def entry(self) -> str:
         return format_entry(self.type, self.major, self.minor, self.access)

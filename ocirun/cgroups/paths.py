@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import posixpath
 from ..errors import CgroupError
+from ..mountinfo import parse
 
 DEFAULT_PARENT = "/ocirun"
 
@@ -48,21 +49,6 @@ class Mount:
         return f"Mount({self.mountpoint!r}, {self.root!r}, {self.fstype!r}, {self.controllers!r})"
 
 
-def _unescape(s: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo
-    if "\\" not in s:
-        return s
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and len(s[i + 1:i + 4]) == 3 and s[i + 1:i + 4].isdigit():
-            out.append(chr(int(s[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
 _V1_NON_CONTROLLER_OPTS = {"rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime", "nodiratime",
                            "strictatime", "clone_children", "noprefix", "xattr", "cpuset_v2_mode",
                            "favordynmods", "memory_localevents", "memory_recursiveprot",
@@ -72,23 +58,13 @@ _V1_NON_CONTROLLER_OPTS = {"rw", "ro", "nosuid", "nodev", "noexec", "relatime", 
 def parse_mountinfo(text: str) -> list[Mount]:
     """Return every cgroup and cgroup2 mount in a mountinfo text, in file order."""
     mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-")
-        except ValueError:
-            continue
-        if sep < 6 or len(fields) < sep + 3:
-            continue
-        fstype = fields[sep + 1]
-        if fstype not in ("cgroup", "cgroup2"):
-            continue
+    for m in parse(text, ("cgroup", "cgroup2")):
         ctrls = []
-        if fstype == "cgroup":
-            for opt in fields[sep + 3].split(","):
+        if m.fstype == "cgroup":
+            for opt in m.super_options.split(","):
                 if opt.startswith("name=") or (opt not in _V1_NON_CONTROLLER_OPTS and "=" not in opt):
                     ctrls.append(opt)
-        mounts.append(Mount(_unescape(fields[4]), _unescape(fields[3]), fstype, ctrls))
+        mounts.append(Mount(m.mountpoint, m.root, m.fstype, ctrls))
     return mounts
 
 

@@ -9,38 +9,21 @@ from __future__ import annotations
 import binascii
 
 from ..errors import SeccompError
+from ..records import Record, factory
 
 SOCK_FILTER_SIZE = 8
 BPF_MAXINSNS = 4096
 
 
-class CompiledFilter:
-    """A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` (with ast, dis, tokenize,
-    enum, re), ≈10 ms that every ``create`` with a seccomp profile paid twice (the CLI on a cache
-    hit, and the init stage), more than the rest of the seccomp work.  Compares and prints by value."""
+class CompiledFilter(Record):
+    """A :class:`ocirun.records.Record`, not a dataclass: ``dataclasses`` imports ``inspect`` (with ast,
+    dis, tokenize, enum, re), ≈10 ms that every ``create`` with a seccomp profile paid twice (the CLI on
+    a cache hit, and the init stage), more than the rest of the seccomp work.  Compares and prints by value."""
 
-    __slots__ = ("bpf", "flags", "needs_listener", "warnings")
-
-    def __init__(self, bpf: bytes, flags: int = 0, needs_listener: bool = False,
-                 warnings: list[str] | None = None):
-        self.bpf = bpf                         # struct sock_filter[] as exported by seccomp_export_bpf
-        self.flags = flags                     # SECCOMP_FILTER_FLAG_* for seccomp(2)
-        self.needs_listener = needs_listener   # some rule is SCMP_ACT_NOTIFY (flags has NEW_LISTENER)
-        self.warnings = [] if warnings is None else warnings
-
-    def _key(self) -> tuple:
-        return (self.bpf, self.flags, self.needs_listener, self.warnings)
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    __hash__ = None  # mutable, like the dataclass it replaces
-
-    def __repr__(self) -> str:
-        return (f"CompiledFilter(bpf={self.bpf!r}, flags={self.flags!r}, "
-                f"needs_listener={self.needs_listener!r}, warnings={self.warnings!r})")
+    bpf: bytes                              # struct sock_filter[] as exported by seccomp_export_bpf
+    flags: int = 0                          # SECCOMP_FILTER_FLAG_* for seccomp(2)
+    needs_listener: bool = False            # some rule is SCMP_ACT_NOTIFY (flags has NEW_LISTENER)
+    warnings: list[str] = factory(list)
 
     @property
     def instructions(self) -> int:

@@ -22,6 +22,10 @@ import time
 
 import pytest
 
+from ocirun import mountinfo
+
+from ..procutil import run_to_files
+
 ENABLED = os.environ.get("OCIRUN_ENGINE_TESTS") == "1"
 #: Seconds one test may take (podman calls have their own, shorter, timeouts).
 TEST_TIMEOUT = int(os.environ.get("OCIRUN_ENGINE_TEST_TIMEOUT", "120"))
@@ -92,27 +96,19 @@ def _write(path: str, text: str) -> str:
 
 
 def _mounts_under(prefix: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mnt = line.split()[4].replace("\\040", " ")
-            if mnt == prefix or mnt.startswith(prefix + "/"):
-                out.append(mnt)
-    return out
+    return [m.mountpoint for m in mountinfo.read()
+            if m.mountpoint == prefix or m.mountpoint.startswith(prefix + "/")]
 
 
 def _cgroup_dirs(parent: str) -> list[str]:
     """Every directory of the cgroup ``parent`` in every mounted hierarchy, deepest first."""
     found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype = fields[fields.index("-") + 1]
-            if fstype in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
-                top = fields[4] + parent
-                if os.path.isdir(top):
-                    for dirpath, _dirs, _files in os.walk(top):
-                        found.append(dirpath)
+    for m in mountinfo.read(fstypes=("cgroup", "cgroup2")):
+        if m.mountpoint.startswith("/sys/fs/cgroup"):
+            top = m.mountpoint + parent
+            if os.path.isdir(top):
+                for dirpath, _dirs, _files in os.walk(top):
+                    found.append(dirpath)
     return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
 
 
@@ -128,6 +124,88 @@ def _pids_mentioning(text: str) -> list[int]:
         except OSError:
             pass
     return pids
+
+
+def run_engine(argv: list[str], env: dict, cwd: str, timeout: float = 60, input=None):
+    """An engine's client, stdin closed unless ``input`` is given; stdout/stderr to files, not pipes
+    (tests/procutil.py): the engines' monitors (conmon, shims) and the containers keep them open."""
+    return run_to_files(argv, stdin=subprocess.DEVNULL if input is None else None, input=input,
+                        env=env, timeout=timeout, cwd=cwd)
+
+
+def wait_for(predicate, timeout=15.0, interval=0.1):
+    """Poll ``predicate`` until it is truthy or ``timeout`` passes; its last value."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > end:
+            return value
+        time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float) -> bool:
+    """SIGTERM, wait, SIGKILL; True when the process had to be killed."""
+    if proc is None or proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        return True
+
+
+def sweep(base: str, cgroup_parent: str, pids: list[int] = (), expected_mounts=()) -> list[str]:
+    """After an engine stopped: kill what still runs from ``base`` (and ``pids``), unmount what is
+    left under it, remove the cgroup parent.  Returns what was found (the caller prints it)."""
+    problems = []
+    for pid in sorted(set(pids) | set(_pids_mentioning(base))):
+        problems.append(f"process {pid} still running from {base}; killed")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for mnt in reversed(_mounts_under(base)):
+        if mnt not in expected_mounts:
+            problems.append(f"leftover mount {mnt}")
+        if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+    for _ in range(20):
+        left = [d for d in _cgroup_dirs(cgroup_parent) if not _try_rmdir(d)]
+        if not left:
+            break
+        time.sleep(0.25)
+    else:
+        problems.append(f"cgroup dirs left: {left}")
+    return problems
+
+
+def image_rootfs(path: str) -> str:
+    """The busybox rootfs every engine's image is made from, with a ``user`` (1000:1000)."""
+    from ocirun.bundle import make_rootfs
+
+    rootfs = make_rootfs(path)
+    with open(os.path.join(rootfs, "etc", "passwd"), "a") as f:
+        f.write("user:x:1000:1000:user:/home:/bin/sh\n")
+    with open(os.path.join(rootfs, "etc", "group"), "a") as f:
+        f.write("user:x:1000:\n")
+    return rootfs
+
+
+#: The repository's own launcher, what /usr/local/bin/ocirun links to after scripts/install.
+REPO_OCIRUN = os.path.join(os.path.dirname(os.path.dirname(_HERE)), ".venv", "bin", "ocirun")
+
+
+def runtime_path(name: str) -> str:
+    """The binary for ``name``; a dangling default /usr/local/bin/ocirun falls back to the
+    repository's launcher (same code), unless OCIRUN_ENGINE_OCIRUN names a path."""
+    path = RUNTIMES[name]
+    if (name == "ocirun" and "OCIRUN_ENGINE_OCIRUN" not in os.environ and not os.access(path, os.X_OK)
+            and os.access(REPO_OCIRUN, os.X_OK)):
+        return REPO_OCIRUN
+    return path
 
 
 # --------------------------------------------------------------------------- the engine
@@ -186,25 +264,11 @@ runroot = "{self.runroot}"
         return flags
 
     def call(self, args, runtime=None, timeout=60, input=None):
-        # stdio to files, not pipes: conmon/containers must not keep our pipes open.
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.run(["podman", *self.global_flags(runtime), *args],
-                                  stdin=subprocess.DEVNULL if input is None else None,
-                                  input=input, stdout=out, stderr=err, text=True,
-                                  env=self.env, timeout=timeout, cwd=self.base)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout, proc.stderr = out.read(), err.read()
-        return proc
+        return run_engine(["podman", *self.global_flags(runtime), *args], self.env, self.base,
+                          timeout, input)
 
     def import_image(self) -> None:
-        from ocirun.bundle import make_rootfs
-
-        rootfs = make_rootfs(os.path.join(self.base, "rootfs"))
-        with open(os.path.join(rootfs, "etc", "passwd"), "a") as f:
-            f.write("user:x:1000:1000:user:/home:/bin/sh\n")
-        with open(os.path.join(rootfs, "etc", "group"), "a") as f:
-            f.write("user:x:1000:\n")
+        rootfs = image_rootfs(os.path.join(self.base, "rootfs"))
         tarball = os.path.join(self.base, "rootfs.tar")
         with tarfile.open(tarball, "w") as tar:
             for name in sorted(os.listdir(rootfs)):
@@ -223,23 +287,7 @@ runroot = "{self.runroot}"
         if proc.returncode != 0:
             problems.append(f"podman system reset: {proc.stderr.strip()}")
         # conmon (or anything else) still running from our private directory: ours, stop it.
-        for pid in _pids_mentioning(self.base):
-            problems.append(f"process {pid} still running from {self.base}; killed")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for mnt in reversed(_mounts_under(self.base)):
-            problems.append(f"leftover mount {mnt}")
-            if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", mnt], capture_output=True)
-        for _ in range(20):
-            left = [d for d in _cgroup_dirs(self.cgroup_parent) if not _try_rmdir(d)]
-            if not left:
-                break
-            time.sleep(0.25)
-        else:
-            problems.append(f"cgroup dirs left: {left}")
+        problems += sweep(self.base, self.cgroup_parent)
         # conmon writes ``<controller>/<parent>/conmon/tasks`` for every controller named in
         # /proc/self/cgroup, also where the controller is not mounted (hugetlb, net_cls,
         # perf_event on this VM): plain files on the /sys/fs/cgroup tmpfs, ours to remove.
@@ -252,8 +300,7 @@ runroot = "{self.runroot}"
 def _tmpfs_cgroup_dirs(parent: str) -> list[str]:
     """``/sys/fs/cgroup/<name><parent>`` where ``<name>`` is a plain directory of the tmpfs
     (not a cgroup mount point), so removing it touches no real cgroup."""
-    with open("/proc/self/mountinfo") as f:
-        mounted = {line.split()[4] for line in f}
+    mounted = {m.mountpoint for m in mountinfo.read()}
     try:
         names = os.listdir("/sys/fs/cgroup")
     except OSError:
@@ -288,8 +335,7 @@ def _cgroup_tmpfs_hygiene():
     yield
     if not before:
         return
-    with open("/proc/self/mountinfo") as f:
-        mounted = {line.split()[4] for line in f}
+    mounted = {m.mountpoint for m in mountinfo.read()}
     for name in set(os.listdir(root)) - before:
         top = f"{root}/{name}"
         if os.path.islink(top):
@@ -350,13 +396,7 @@ class Podman:
     def inspect(self, name: str, fmt: str) -> str:
         return self.ok("inspect", "--format", fmt, name).stdout.strip()
 
-    def wait_for(self, predicate, timeout=15.0, interval=0.1):
-        end = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value or time.monotonic() > end:
-                return value
-            time.sleep(interval)
+    wait_for = staticmethod(wait_for)
 
     def tty(self, *args, timeout=30) -> subprocess.CompletedProcess:
         """``podman ARGS`` on a pty (its stdin, stdout and controlling terminal)."""

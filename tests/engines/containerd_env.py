@@ -20,7 +20,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -28,7 +27,8 @@ import time
 
 import pytest
 
-from .conftest import RUNTIMES, _apt_install, _cgroup_dirs, _mounts_under, _pids_mentioning, _try_rmdir
+from .conftest import (RUNTIMES, _apt_install, _pids_mentioning, _try_rmdir, image_rootfs, run_engine, run_on_pty,
+                       runtime_path, stop_process, sweep, wait_for)
 
 IMAGE = "localhost/ocirun-bb:latest"
 #: Plugins the suite does not need (CRI would want CNI and a pause image; the others are
@@ -85,13 +85,7 @@ def build_image_archive(workdir: str, ref: str = IMAGE) -> str:
     One gzip layer; the config's ``rootfs.diff_ids`` is the digest of the uncompressed tar,
     the manifest names the compressed blob: containerd checks both on import/unpack.
     """
-    from ocirun.bundle import make_rootfs
-
-    rootfs = make_rootfs(os.path.join(workdir, "image-rootfs"))
-    with open(os.path.join(rootfs, "etc", "passwd"), "a") as f:
-        f.write("user:x:1000:1000:user:/home:/bin/sh\n")
-    with open(os.path.join(rootfs, "etc", "group"), "a") as f:
-        f.write("user:x:1000:\n")
+    rootfs = image_rootfs(os.path.join(workdir, "image-rootfs"))
     layer = _layer_tar(rootfs)
     shutil.rmtree(rootfs)
 
@@ -203,15 +197,7 @@ disabled_plugins = {json.dumps(DISABLED_PLUGINS)}
     def ctr(self, args, timeout=60, input=None, namespace=True):
         """Run ``ctr -a SOCK [-n NS] ARGS``; stdio to files (shims must not hold our pipes)."""
         argv = ["ctr", "-a", self.address, *(["-n", self.namespace] if namespace else []), *args]
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL if input is None else None,
-                                  input=input, stdout=out, stderr=err, text=True, env=self.env,
-                                  timeout=timeout, cwd=self.base)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout, proc.stderr = out.read(), err.read()
-        proc.args = argv
-        return proc
+        return run_engine(argv, self.env, self.base, timeout, input)
 
     def ctr_argv(self, *args) -> list[str]:
         return ["ctr", "-a", self.address, "-n", self.namespace, *args]
@@ -244,35 +230,14 @@ disabled_plugins = {json.dumps(DISABLED_PLUGINS)}
             except subprocess.TimeoutExpired as e:
                 problems.append(f"cleanup timed out: {e}")
             shim_sockets = self._shim_sockets()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
+            if stop_process(self.proc, 15):
                 problems.append("containerd ignored SIGTERM; killed")
-                self.proc.kill()
-                self.proc.wait(5)
         else:
             shim_sockets = []
-        for pid in self.shim_pids() + _pids_mentioning(self.base):
-            problems.append(f"process {pid} still running from {self.base}; killed")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        problems += sweep(self.base, self.cgroup_parent, pids=self.shim_pids())
         for sock in shim_sockets:
             if os.path.exists(sock):
                 os.unlink(sock)
-        for mnt in reversed(_mounts_under(self.base)):
-            problems.append(f"leftover mount {mnt}")
-            if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", mnt], capture_output=True)
-        for _ in range(20):
-            left = [d for d in _cgroup_dirs(self.cgroup_parent) if not _try_rmdir(d)]
-            if not left:
-                break
-            time.sleep(0.25)
-        else:
-            problems.append(f"cgroup dirs left: {left}")
         shutil.rmtree(self.base, ignore_errors=True)
         return problems
 
@@ -367,8 +332,6 @@ class Ctr:
 
     def tty(self, *args, timeout=30):
         """``ctr ARGS`` with a pty on its stdin/stdout and as its controlling terminal."""
-        from .conftest import run_on_pty
-
         return run_on_pty(self.daemon.ctr_argv(*args), self.daemon.env, self.daemon.base, timeout)
 
     def task_status(self, cid: str) -> str:
@@ -385,28 +348,7 @@ class Ctr:
                 return int(fields[1])
         raise AssertionError(f"[{self.name}] no task {cid}")
 
-    def wait_for(self, predicate, timeout=15.0, interval=0.1):
-        end = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value or time.monotonic() > end:
-                return value
-            time.sleep(interval)
-
-
-#: The repository's own launcher, what /usr/local/bin/ocirun links to after scripts/install.
-REPO_OCIRUN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           ".venv", "bin", "ocirun")
-
-
-def runtime_path(name: str) -> str:
-    """The binary for ``name``; a dangling default /usr/local/bin/ocirun falls back to the
-    repository's launcher (same code), unless OCIRUN_ENGINE_OCIRUN names a path."""
-    path = RUNTIMES[name]
-    if (name == "ocirun" and "OCIRUN_ENGINE_OCIRUN" not in os.environ and not os.access(path, os.X_OK)
-            and os.access(REPO_OCIRUN, os.X_OK)):
-        return REPO_OCIRUN
-    return path
+    wait_for = staticmethod(wait_for)
 
 
 @pytest.fixture(params=sorted(RUNTIMES, reverse=True))

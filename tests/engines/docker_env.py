@@ -23,37 +23,23 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import tarfile
-import tempfile
 import time
 
 import pytest
 
-from .conftest import _apt_install, _cgroup_dirs, _mounts_under, _pids_mentioning, _try_rmdir
+from .conftest import _apt_install, _try_rmdir, image_rootfs, run_engine, runtime_path, stop_process, sweep
 
 DOCKERD = "/usr/sbin/dockerd"
 #: Debian's client (API 1.41); /usr/local/bin/docker may be a newer stand-alone client.
 DOCKER = "/usr/bin/docker"
 CONTAINERD = "/usr/bin/containerd"
 IMAGE = "ocirun-bb:latest"
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _ocirun_path() -> str:
-    """$OCIRUN_ENGINE_OCIRUN, else /usr/local/bin/ocirun, else this checkout's launcher (when the
-    /usr/local/bin link points at another checkout that is not mounted here)."""
-    if "OCIRUN_ENGINE_OCIRUN" in os.environ:
-        return os.environ["OCIRUN_ENGINE_OCIRUN"]
-    installed = "/usr/local/bin/ocirun"
-    return installed if os.access(installed, os.X_OK) else os.path.join(_REPO, ".venv", "bin", "ocirun")
-
-
 #: dockerd runtime name -> binary.  ``runc`` itself is reserved by dockerd.
 DOCKER_RUNTIMES = {
-    "ocirun": ("ocirun", _ocirun_path()),
-    "runc": ("refrunc", os.environ.get("OCIRUN_ENGINE_RUNC", "/usr/sbin/runc")),
+    "ocirun": ("ocirun", runtime_path("ocirun")),
+    "runc": ("refrunc", runtime_path("runc")),
 }
 #: Fixed paths the daemons create outside the session directory.
 OUTSIDE_DIRS = ("/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd")
@@ -74,20 +60,6 @@ def _wait_socket(path: str, proc: subprocess.Popen, what: str, log: str, timeout
                 tail = f.read()[-3000:]
             pytest.fail(f"{what} did not start (rc {proc.poll()}): {tail}")
         time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float) -> bool:
-    """SIGTERM, wait, SIGKILL; True when the process had to be killed."""
-    if proc is None or proc.poll() is not None:
-        return False
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-        return False
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-        return True
 
 
 def image_tarball(rootfs: str, tag: str) -> bytes:
@@ -194,24 +166,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             time.sleep(0.1)
 
     def call(self, args, timeout=60, input=None) -> subprocess.CompletedProcess:
-        # stdio to files, not pipes: shims and containers must not keep our pipes open.
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.run([DOCKER, *args], stdin=subprocess.DEVNULL if input is None else None,
-                                  input=input, stdout=out, stderr=err, text=True, env=self.env,
-                                  timeout=timeout, cwd=self.base)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout, proc.stderr = out.read(), err.read()
-        return proc
+        return run_engine([DOCKER, *args], self.env, self.base, timeout, input)
 
     def load_image(self) -> None:
-        from ocirun.bundle import make_rootfs
-
-        rootfs = make_rootfs(os.path.join(self.base, "rootfs"))
-        with open(os.path.join(rootfs, "etc", "passwd"), "a") as f:
-            f.write("user:x:1000:1000:user:/home:/bin/sh\n")
-        with open(os.path.join(rootfs, "etc", "group"), "a") as f:
-            f.write("user:x:1000:\n")
+        rootfs = image_rootfs(os.path.join(self.base, "rootfs"))
         tarball = os.path.join(self.base, "image.tar")
         with open(tarball, "wb") as f:
             f.write(image_tarball(rootfs, IMAGE))
@@ -235,29 +193,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             self.remove_containers()
             self.call(["volume", "prune", "-f"], timeout=60)
             self.call(["rmi", "-f", IMAGE], timeout=60)
-        if _stop(self.dockerd, 30):
+        if stop_process(self.dockerd, 30):
             problems.append("dockerd did not stop on SIGTERM; killed")
-        if _stop(self.containerd, 30):
+        if stop_process(self.containerd, 30):
             problems.append("containerd did not stop on SIGTERM; killed")
-        for pid in _pids_mentioning(self.base):   # shims (their -address is under base)
-            problems.append(f"process {pid} still running from {self.base}; killed")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for mnt in reversed(_mounts_under(self.base)):
-            # dockerd bind-mounts its data root on itself (shared propagation): expected, not a leak.
-            if mnt != self.data_root:
-                problems.append(f"leftover mount {mnt}")
-            if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", mnt], capture_output=True)
-        for _ in range(20):
-            left = [d for d in _cgroup_dirs(self.cgroup_parent) if not _try_rmdir(d)]
-            if not left:
-                break
-            time.sleep(0.25)
-        else:
-            problems.append(f"cgroup dirs left: {left}")
+        # shims (their -address is under base); dockerd bind-mounts its data root on itself
+        # (shared propagation): expected, not a leak.
+        problems += sweep(self.base, self.cgroup_parent, expected_mounts=(self.data_root,))
         shutil.rmtree(self.base, ignore_errors=True)
         for d in self.outside_new:
             _try_rmdir(d)

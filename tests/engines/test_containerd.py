@@ -16,7 +16,11 @@ import time
 import pytest
 
 from .conftest import _cgroup_dirs
-from .containerd_env import IMAGE, ctr, ctrd  # noqa: F401  (fixtures)
+from . import containerd_env
+from .containerd_env import IMAGE
+
+#: The suite's fixtures, bound here so pytest finds them in this module.
+ctrd, ctr = containerd_env.ctrd, containerd_env.ctr
 
 LOOP = "trap 'exit 3' TERM; while :; do sleep 0.1; done"
 

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from .conftest import wait_for
 from .docker_env import DOCKER, DOCKER_RUNTIMES, IMAGE, Dockerd, ensure_docker
 
 LOOP = "trap 'exit 3' TERM; while :; do sleep 0.1; done"
@@ -130,15 +131,6 @@ class Docker:
                 proc.wait()
             os.close(master)
         return rc, out.replace(b"\r", b"").decode(errors="replace")
-
-
-def wait_for(predicate, timeout=15.0, interval=0.1):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > end:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(params=sorted(DOCKER_RUNTIMES, reverse=True))

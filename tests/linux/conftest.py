@@ -10,14 +10,14 @@ import copy
 import itertools
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from ocirun.bundle import make_rootfs
 from ocirun.specgen import default_spec
+
+from ..procutil import run_to_files
 
 #: The CLI under test; OCIRUN_CLI points the suite at another build (e.g. an installed one).
 OCIRUN = os.environ.get("OCIRUN_CLI") or os.path.join(os.path.dirname(sys.executable), "ocirun")
@@ -42,12 +42,8 @@ class Ocirun:
     def __call__(self, *args, check=False, input=None, env=None, timeout=30, cwd=None, glob=()):
         # stdio goes to files, not pipes: a created container inherits the runtime's stdio, so a
         # pipe would not reach EOF until the container exits (as with runc).
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.run([OCIRUN, "--root", self.root, *glob, *args], stdout=out, stderr=err,
-                                  text=True, input=input, env=env, timeout=timeout, cwd=cwd)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout, proc.stderr = out.read(), err.read()
+        proc = run_to_files([OCIRUN, "--root", self.root, *glob, *args], input=input, env=env, timeout=timeout,
+                            cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(f"ocirun {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc

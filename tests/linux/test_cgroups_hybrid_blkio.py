@@ -8,23 +8,9 @@ import os
 
 import pytest
 
-from ocirun import cgroups
-from ocirun.errors import CgroupError
-
-from .test_cgroup_commands import Box
+from .test_cgroup_commands import MODE, ROOT, Box
 
 pytestmark = pytest.mark.root
-ROOT = "/sys/fs/cgroup"
-
-
-def _mode():
-    try:
-        return cgroups.detect_mode()
-    except CgroupError:
-        return None
-
-
-MODE = _mode()
 
 
 def _v2_only_hugetlb() -> bool:

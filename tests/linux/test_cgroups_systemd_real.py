@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 
@@ -22,6 +21,7 @@ import pytest
 
 from ocirun.cgroups.paths import parse_mountinfo
 
+from ..procutil import run_to_files
 from .conftest import OCIRUN
 
 pytestmark = pytest.mark.root
@@ -125,14 +125,8 @@ class SystemdNS:
         raise RuntimeError(f"systemd did not come up: {self.log.read()[-2000:]}")
 
     def run(self, *args, timeout: float = 60, env=None) -> subprocess.CompletedProcess:
-        # files, not pipes: a created container inherits the runtime's stdio (see conftest.Ocirun)
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            r = subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-p", "-C", "--", *args], text=True,
-                               stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout, env=env)
-            out.seek(0)
-            err.seek(0)
-            r.stdout, r.stderr = out.read(), err.read()
-        return r
+        return run_to_files(["nsenter", "-t", str(self.pid), "-m", "-p", "-C", "--", *args],
+                            stdin=subprocess.DEVNULL, timeout=timeout, env=env)
 
     def show(self, unit: str, *props: str) -> dict:
         r = self.run("systemctl", "show", unit, "-p", ",".join(props))

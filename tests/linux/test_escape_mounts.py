@@ -80,7 +80,7 @@ def test_image_proc_symlink_into_a_volume(oci, tmp_path, own_rootfs):
 
 def test_volume_destination_symlink_to_proc(oci, tmp_path, own_rootfs):
     """CVE-2019-19921: /vol -> /proc in the image: the volume would be mounted over procfs."""
-    vol = _fake_proc(tmp_path / "vol", name=".")
+    _fake_proc(tmp_path / "vol", name=".")
     os.symlink("/proc", own_rootfs / "vol")
     _refused_or_bounded(oci, _docker_like(oci, own_rootfs, tmp_path / "vol"))
 

@@ -16,7 +16,10 @@ import sys
 import pytest
 
 from .conftest import OCIRUN
-from .test_namespaces import veth  # noqa: F401  (fixture: a veth pair made for the test)
+from . import test_namespaces
+
+#: fixture: a veth pair made for the test
+veth = test_namespaces.veth
 
 pytestmark = pytest.mark.root
 
@@ -346,7 +349,7 @@ def test_intel_rdt_is_implemented_and_refused_clearly_without_resctrl(oci, feats
         assert r.returncode != 0 and "config.json: linux.intelRdt: " in r.stderr
 
 
-def test_net_devices_are_moved(oci, feats, veth):  # noqa: F811
+def test_net_devices_are_moved(oci, feats, veth):
     assert feats["linux"]["netDevices"]["enabled"] is True
     spec = oci.config(args=("cat", "/sys/class/net/ftnet0/operstate"))
     spec["linux"]["netDevices"] = {veth: {"name": "ftnet0"}}

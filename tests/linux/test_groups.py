@@ -1,13 +1,12 @@
 """``run.oci.keep_original_groups`` (podman ``--group-add keep-groups``): the container process keeps the
 supplementary groups of whoever ran the runtime instead of ``user.additionalGids``; in init and exec."""
 import os
-import subprocess
-import tempfile
 
 import pytest
 
 from ocirun.security import keeps_original_groups
 
+from ..procutil import run_to_files
 from .conftest import OCIRUN
 
 pytestmark = pytest.mark.root
@@ -24,14 +23,7 @@ def _groups_line(text: str) -> list[int]:
 
 def _call(oci, *args):
     """Run the CLI as a caller whose supplementary groups are CALLER_GROUPS."""
-    # Files, not pipes: a detached container inherits them and a pipe would never reach EOF.
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.run([OCIRUN, "--root", oci.root, *args], stdout=out, stderr=err,
-                              text=True, extra_groups=CALLER_GROUPS, timeout=30)
-        out.seek(0)
-        err.seek(0)
-        proc.stdout, proc.stderr = out.read(), err.read()
-    return proc
+    return run_to_files([OCIRUN, "--root", oci.root, *args], extra_groups=CALLER_GROUPS, timeout=30)
 
 
 def _spec(oci, args, annotate: str | None):

@@ -1,10 +1,7 @@
 """Namespaces really created, joined by path, and refused when the path has the wrong type."""
 import os
-import time
 
 import pytest
-
-from .conftest import edit
 
 pytestmark = pytest.mark.root
 

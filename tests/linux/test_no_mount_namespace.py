@@ -7,10 +7,10 @@ namespace" could not change the host's; the assertions compare against that name
 """
 import os
 import subprocess
-import tempfile
 
 import pytest
 
+from ..procutil import run_to_files
 from .conftest import OCIRUN
 
 pytestmark = pytest.mark.root
@@ -34,14 +34,7 @@ def runtime_ns():
 
 
 def _in_ns(pid, oci, *args, timeout=30):
-    # stdio to files, not pipes: a created container keeps the runtime's stdio (see conftest.Ocirun)
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.run(["nsenter", "-t", str(pid), "-m", "--", OCIRUN, "--root", oci.root, *args],
-                              stdout=out, stderr=err, text=True, timeout=timeout)
-        out.seek(0)
-        err.seek(0)
-        proc.stdout, proc.stderr = out.read(), err.read()
-    return proc
+    return run_to_files(["nsenter", "-t", str(pid), "-m", "--", OCIRUN, "--root", oci.root, *args], timeout=timeout)
 
 
 def _mountinfo(pid, oci):

@@ -97,7 +97,6 @@ def test_ready_reaches_the_host_socket_with_mainpid(oci, helper, tmp_path):
     mgr = Manager(str(tmp_path / "host-notify.sock"))
     env = dict(os.environ, NOTIFY_SOCKET=mgr.path)
     try:
-        out = tmp_path / "seen"
         spec = _spec(oci, helper, 'echo "$NOTIFY_SOCKET" > /dev/shm/env; grep " /run/notify " /proc/self/mountinfo '
                                   '> /dev/shm/mnt; sleep 0.5; /sdnotify "STATUS=starting"; '
                                   '/sdnotify "READY=1"; sleep 100')

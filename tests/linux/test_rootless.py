@@ -20,6 +20,8 @@ import pytest
 
 from ocirun.bundle import make_rootfs
 
+from ..procutil import run_to_files
+
 pytestmark = pytest.mark.root
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -88,13 +90,8 @@ class User:
     def ocirun(self, *args, check=False, timeout=30):
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XDG_RUNTIME_DIR": self.xdg, "HOME": self.work,
                "USER": self.name}
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                                   self.cli, *args], stdout=out, stderr=err, text=True, env=env,
-                                  timeout=timeout, cwd=self.work, stdin=subprocess.DEVNULL)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout, proc.stderr = out.read(), err.read()
+        proc = run_to_files(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
+                             self.cli, *args], env=env, timeout=timeout, cwd=self.work, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
             raise AssertionError(f"ocirun {' '.join(args)} as {self.name} failed: {proc.stderr}")
         return proc

@@ -42,7 +42,7 @@ def test_detect_last_mount_on_root_wins(tmp_path):
 
 def test_detect_nothing_mounted(tmp_path):
     mi = tmp_path / "mi"
-    mi.write_text(f"1 0 0:1 / / rw - ext4 /dev/vda rw\n")
+    mi.write_text("1 0 0:1 / / rw - ext4 /dev/vda rw\n")
     with pytest.raises(CgroupError, match="no cgroup filesystem mounted"):
         P.detect(str(tmp_path / "cg"), str(mi))
 

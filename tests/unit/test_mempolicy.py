@@ -90,12 +90,3 @@ def test_apply_reports_the_kernel_refusal_with_mode_and_nodes(monkeypatch):
     FakeKernel(monkeypatch, {"set_mempolicy": OSError(22, "set_mempolicy: Invalid argument")})
     with pytest.raises(InitError, match=r"^linux.memoryPolicy: set_mempolicy\(MPOL_BIND, nodes 3\): Invalid argument$"):
         mempolicy.apply({"mode": "MPOL_BIND", "nodes": "3"})
-
-
-@pytest.mark.parametrize("value,nodes,text", [
-    (2, [0], "bind:0"), (3 | 1 << 15, [0, 1, 2, 5], "interleave=static:0-2,5"), (4, [], "local"),
-    (0, [], "default"), (5 | 1 << 13, [0], "prefer (many)=balancing:0"),
-    (2 | 1 << 13 | 1 << 14, [1], "bind=relative|balancing:1"), (6, [0], "weighted interleave:0"),
-])
-def test_describe_spells_numa_maps(value, nodes, text):
-    assert mempolicy.describe(value, nodes) == text

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ocirun.errors import SeccompError
-from ocirun.seccomp import CompiledFilter, cache as C, compile as compile_mod, compile_filter, libinfo
+from ocirun.seccomp import cache as C, compile as compile_mod, compile_filter, libinfo
 
 try:
     from .test_seccomp_translate import DOCKER, FakeLib
