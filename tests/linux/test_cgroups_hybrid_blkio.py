@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from .test_cgroup_commands import MODE, ROOT, Box
+from .test_cgroup_commands import MODE, ROOT
+from .test_cgroup_commands import box as boxes  # noqa: F401  (the same fixture: containers + leak check)
 
 pytestmark = pytest.mark.root
 
@@ -20,22 +21,6 @@ def _v2_only_hugetlb() -> bool:
     except OSError:
         return False
     return MODE == "hybrid" and "hugetlb" in avail and not os.path.ismount(f"{ROOT}/hugetlb")  # conmon leaves plain dirs on the tmpfs
-
-
-@pytest.fixture
-def boxes(oci, tmp_path):
-    made: list[Box] = []
-
-    def make(script: str, **kw) -> Box:
-        b = Box(oci, tmp_path, script, **kw)
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        oci("delete", "--force", b.cid)
-    left = [d for b in made for d in b.leftovers()]
-    assert left == [], f"cgroups left behind: {left}"
 
 
 @pytest.mark.skipif(MODE not in ("v1", "hybrid") or not os.path.exists(f"{ROOT}/blkio"), reason="needs v1 blkio")
