@@ -212,8 +212,11 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
         if flags.get("console-socket"):
             console_fd = _connect_console(flags["console-socket"])
         from . import cgroups
+        from .launcher import resources_with_default_devices
 
-        mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=st.systemd_cgroup)
+        resources = resources_with_default_devices(spec.linux.resources, spec.linux.devices)
+        mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=st.systemd_cgroup,
+                                    devices=resources.get("devices"))
         mgr.create()
         st.cgroup = mgr.to_state()
         sd.save(st)
@@ -246,9 +249,7 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
         try:
             # CRIU restores into the cgroup it runs in: put it into the container's first.
             mgr.add_pid(swrk.pid)
-            from .launcher import resources_with_default_devices
-
-            mgr.apply(resources_with_default_devices(spec.linux.resources, spec.linux.devices))
+            mgr.apply(resources)
             opts["cg_root"] = _cg_roots(swrk.pid)
 
             def on_notify(script: str, pid: int, fds: list[int]) -> None:

@@ -135,7 +135,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
-        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st)
+        resources = resources_with_default_devices(spec.linux.resources, spec.linux.devices, rootless=opts.rootless)
+        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st, resources)
         # Record what we made before going on: if this process is killed mid-way, the state says
         # "creating" and names the cgroup, so `delete --force` can still remove everything.
         sd.save(st)
@@ -158,7 +159,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                 _reap(s1)
                 # Limits go on after the init stage's last fork: a pids limit of 0 is valid.
                 if cgroup is not None:
-                    cgroup.apply(resources_with_default_devices(spec.linux.resources, spec.linux.devices))
+                    cgroup.apply(resources)
                 if spec.linux.intelRdt is not None:
                     from . import intelrdt
 
@@ -358,11 +359,13 @@ def _idmapped_trees(spec: Spec, bundle: str) -> dict[int, int]:
         raise OciError(str(e.strerror or e)) from None
 
 
-def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState):
-    """Create the container's cgroup, apply resources, and move the init stage in before it forks."""
+def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState, resources: dict):
+    """Create the container's cgroup and move the init stage in before it forks (the limits of
+    ``resources`` go on later; a systemd unit starts with its device rules, see cgroups.systemd)."""
     from . import cgroups
 
-    mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=opts.systemd_cgroup, rootless=opts.rootless)
+    mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=opts.systemd_cgroup, rootless=opts.rootless,
+                                devices=resources.get("devices"))
     try:
         mgr.create()  # may fail part-way (one hierarchy out of ten): what it made is in mgr.created
         mgr.add_pid(pid)
@@ -380,6 +383,7 @@ def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: Conta
 #: device node (opening one still needs its own rule), the default devices of config-linux.md,
 #: /dev/console, /dev/ptmx, the devpts slaves and /dev/net/tun (containers that mknod it with
 #: CAP_NET_ADMIN, as VPN images do under Docker, rely on it).
+DENY_ALL_DEVICES = {"allow": False, "access": "rwm"}
 DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "access": "m"},
     {"allow": True, "type": "b", "access": "m"},
@@ -396,14 +400,19 @@ DEFAULT_DEVICE_RULES = [
 ]
 
 
-def resources_with_default_devices(resources: dict | None, devices=()) -> dict:
-    """The spec's device rules, then the defaults and the devices of linux.devices (which the
-    container must be able to use: the runtime itself creates them)."""
+def resources_with_default_devices(resources: dict | None, devices=(), *, rootless: bool = False) -> dict:
+    """The device rules to enforce: deny everything, then the spec's rules, the defaults and the devices of
+    linux.devices (which the container must be able to use: the runtime itself creates them).
+
+    The leading deny-all is runc's: its rule list is an allowlist that starts empty, so a config without
+    ``linux.resources.devices`` still gets only the default devices, not every device on the host (a
+    container with CAP_MKNOD could otherwise make and open /dev/sda).  A rootless container has no device
+    cgroup of its own to write (and cannot mknod): there only rules the spec asks for are applied."""
     out = dict(resources or {})
-    if "devices" in out:
+    if "devices" in out or not rootless:
         own = [{"allow": True, "type": "b" if d.type == "b" else "c", "major": d.major, "minor": d.minor,
                 "access": "rwm"} for d in devices if d.type in ("b", "c", "u")]
-        out["devices"] = list(out["devices"]) + DEFAULT_DEVICE_RULES + own
+        out["devices"] = [DENY_ALL_DEVICES, *(out.get("devices") or ()), *DEFAULT_DEVICE_RULES, *own]
     return out
 
 

@@ -33,8 +33,11 @@ def detect_mode(root: str = "/sys/fs/cgroup", mountinfo: str = "/proc/self/mount
 
 def for_container(cgroups_path: str | None, container_id: str, *, root: str = "/sys/fs/cgroup",
                   mountinfo: str = "/proc/self/mountinfo", systemd: bool = False, rootless: bool = False,
-                  proc_self_cgroup: str = "/proc/self/cgroup") -> Manager:
-    """The manager for one container's cgroup (nothing is created until :meth:`Manager.create`)."""
+                  proc_self_cgroup: str = "/proc/self/cgroup", devices: list | None = None) -> Manager:
+    """The manager for one container's cgroup (nothing is created until :meth:`Manager.create`).
+
+    ``devices``: the device rules the container will get; the systemd driver starts its unit with them
+    (cgroupfs writes every limit in :meth:`Manager.apply`)."""
     from . import paths as P
     if systemd:
         from . import systemd as sd
@@ -42,7 +45,7 @@ def for_container(cgroups_path: str | None, container_id: str, *, root: str = "/
         def build_fs(abs_path: str) -> Manager:
             return for_container(abs_path, container_id, root=root, mountinfo=mountinfo,
                                  proc_self_cgroup=proc_self_cgroup)
-        return sd.for_container(cgroups_path, container_id, build_fs=build_fs, rootless=rootless)
+        return sd.for_container(cgroups_path, container_id, build_fs=build_fs, rootless=rootless, devices=devices)
     layout = P.detect(root, mountinfo)
     inner = P.inner_path(cgroups_path, container_id)
     own = P.read_own_cgroups(proc_self_cgroup) if not inner.startswith("/") else {}

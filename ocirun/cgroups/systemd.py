@@ -5,8 +5,8 @@ cgroupsPath is ``slice:prefix:name`` → the unit ``prefix-name.scope`` (``name.
 ``system.slice:runc:<id>``, ours ``system.slice:ocirun:<id>``).  The sequence is runc's:
 
 1. ``StartTransientUnit(unit, "replace", props)`` with Description, Slice, Delegate, DefaultDependencies=no,
-   the accounting switches and ``PIDs=[init pid]`` (a scope is born with its processes); wait for the job's
-   ``JobRemoved`` signal and require result ``done``.  A leftover unit of the same name (``UnitExists``) is
+   the accounting switches, the device policy and ``PIDs=[init pid]`` (a scope is born with its
+   processes); wait for the job's ``JobRemoved`` signal and require result ``done``.  A leftover unit of the same name (``UnitExists``) is
    reset once (``ResetFailedUnit``) and the start retried.
 2. The unit's cgroup is ``<expanded slice>/<unit>`` in every hierarchy (``a-b.slice`` →
    ``/a.slice/a-b.slice``).  systemd made it where it accounts (cpu, memory, pids, devices, blkio, name=systemd
@@ -231,11 +231,12 @@ class SystemdManager(Manager):
     driver = "systemd"
 
     def __init__(self, *, unit: str, slice_: str, fs: Manager, bus: str | None = None, is_bus: bool = False,
-                 started: bool = False):
+                 started: bool = False, start_devices: list | None = None):
         super().__init__(root=fs.root, inner=fs.inner, container_id=fs.container_id, rootless=fs.rootless)
         self.unit, self.slice, self.fs = unit, slice_, fs
         self.bus, self.is_bus = bus, is_bus
         self.started = started      # reopened from the state: the unit exists, add_pid only joins (exec)
+        self.start_devices = start_devices
         self._conn = None
         self._version = None
 
@@ -308,6 +309,10 @@ class SystemdManager(Manager):
     def add_pid(self, pid: int) -> None:
         if not self.started:
             props = start_properties(self.slice, self.container_id, pid, self.mode == "unified")
+            # The device rules go in at the start, as runc does: without a device policy systemd leaves the
+            # devices controller out of the unit's mask (it does not delegate it) and, on v1, trims the
+            # scope's empty devices directory whenever it realizes the unit -- racing our mkdir+join.
+            props += device_properties(self.start_devices)
             from .dbus import DBusError
             try:
                 self._run_job("start", "StartTransientUnit", "ssa(sv)a(sa(sv))", (self.unit, "replace", props, []))
@@ -410,7 +415,8 @@ class SystemdManager(Manager):
 
 
 def for_container(cgroups_path: str | None, container_id: str, *, build_fs, rootless: bool = False,
-                  environ=os.environ, run_dir: str = "/run/systemd/system") -> SystemdManager:
+                  environ=os.environ, run_dir: str = "/run/systemd/system",
+                  devices: list | None = None) -> SystemdManager:
     """The manager for ``slice:prefix:name``.  ``build_fs(path)`` makes the cgroupfs manager for an absolute
     cgroup path (so the roots stay parameters)."""
     slice_, prefix, name = parse_systemd_path(cgroups_path, container_id)
@@ -425,7 +431,8 @@ def for_container(cgroups_path: str | None, container_id: str, *, build_fs, root
     from .dbus import _jeepney, systemd_address
     _jeepney()    # a missing package is reported before anything is made
     bus, is_bus = systemd_address(environ)
-    return SystemdManager(unit=unit, slice_=slice_, fs=build_fs(cg_path), bus=bus, is_bus=is_bus)
+    return SystemdManager(unit=unit, slice_=slice_, fs=build_fs(cg_path), bus=bus, is_bus=is_bus,
+                          start_devices=devices)
 
 
 def from_state(d: dict, fs: Manager) -> SystemdManager:

@@ -58,6 +58,19 @@ def test_linux_devices_created_with_mode_and_owner(oci):
     assert lines[2] == "w"
 
 
+def test_device_cgroup_allows_only_defaults_without_resources(oci):
+    """No ``linux.resources`` at all still gets runc's device allowlist: the defaults open, a device node the
+    container makes itself (CAP_MKNOD) does not (an absent list once meant every host device)."""
+    def edit(spec):
+        spec["linux"].pop("resources", None)
+        for s in ("bounding", "effective", "permitted"):
+            spec["process"]["capabilities"][s].append("CAP_MKNOD")
+    proc = oci.sh("mknod /dev/lc c 10 237 && echo made; head -c0 /dev/lc && echo opened; "
+                  "head -c1 /dev/zero | wc -c", spec_edit=edit)
+    assert proc.stdout.splitlines() == ["made", "1"], (proc.stdout, proc.stderr)
+    assert "Operation not permitted" in proc.stderr
+
+
 def test_masked_and_readonly_paths(oci):
     proc = oci.sh("stat -c '%t:%T' /proc/keys; ls /sys/firmware | wc -l; sh -c 'echo 1 > /proc/sys/kernel/shmmni' 2>&1;"
                   " grep ' /proc/sys ' /proc/self/mountinfo")

@@ -143,3 +143,48 @@ def test_manager_over_a_fake_tree_and_state_roundtrip(tmp_path, monkeypatch):
 def test_connect_failure_names_the_address(tmp_path):
     with pytest.raises(CgroupError, match=f"connect to systemd at unix:path={tmp_path}/none"):
         dbus.Connection(f"unix:path={tmp_path}/none", False)
+
+
+def test_unit_starts_with_the_device_policy(tmp_path, monkeypatch):
+    """The device rules are start properties (runc's order): systemd neither delegates nor realizes the
+    devices controller for a unit without a device policy, and on v1 trims the scope's empty devices
+    directory whenever it realizes the unit, racing the join."""
+    h = FakeHost(tmp_path, "hybrid")
+    monkeypatch.setenv("OCIRUN_SYSTEMD_BUS", str(tmp_path / "private"))
+    rules = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3,
+                                                  "access": "rwm"}]
+    m = cgroups.for_container("system.slice:ocirun:c1", "c1", systemd=True, devices=rules, **h.kw())
+    jobs = []
+    monkeypatch.setattr(m, "_run_job", lambda what, member, sig, body: jobs.append((member, body)))
+    monkeypatch.setattr(m.fs, "create", lambda: None)
+    monkeypatch.setattr(m.fs, "add_pid", lambda pid: None)
+    m.add_pid(4242)
+    (member, (unit, mode, props, aux)), = jobs
+    props = dict(props)
+    assert member == "StartTransientUnit" and unit == "ocirun-c1.scope" and props["PIDs"] == ("au", [4242])
+    assert props["DevicePolicy"] == ("s", "strict") and props["DeviceAllow"] == ("a(ss)", [("/dev/char/1:3", "rwm")])
+    # no rules (a rootless container): no device properties
+    m2 = cgroups.for_container("system.slice:ocirun:c2", "c2", systemd=True, **h.kw())
+    jobs.clear()
+    monkeypatch.setattr(m2, "_run_job", lambda what, member, sig, body: jobs.append((member, body)))
+    monkeypatch.setattr(m2.fs, "create", lambda: None)
+    monkeypatch.setattr(m2.fs, "add_pid", lambda pid: None)
+    m2.add_pid(1)
+    assert "DevicePolicy" not in dict(jobs[0][1][2])
+
+
+def test_device_rules_start_from_deny_all():
+    """runc's allowlist: absent rules still mean "the defaults only"; the spec's rules come before the defaults,
+    linux.devices last; rootless applies only what the spec says (it has no device cgroup of its own)."""
+    from types import SimpleNamespace
+
+    from ocirun.launcher import DEFAULT_DEVICE_RULES, resources_with_default_devices as rwd
+    sda = SimpleNamespace(type="b", major=8, minor=0)
+    out = rwd(None, [sda])
+    assert out["devices"][0] == {"allow": False, "access": "rwm"}
+    assert out["devices"][1:-1] == DEFAULT_DEVICE_RULES
+    assert out["devices"][-1] == {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "rwm"}
+    allow_all = {"allow": True, "access": "rwm"}
+    assert rwd({"devices": [allow_all], "pids": {"limit": 3}})["devices"][:2] == [out["devices"][0], allow_all]
+    assert rwd({"pids": {"limit": 3}}, [sda], rootless=True) == {"pids": {"limit": 3}}
+    assert rwd({"devices": []}, rootless=True)["devices"][0] == {"allow": False, "access": "rwm"}
