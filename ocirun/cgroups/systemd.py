@@ -144,6 +144,57 @@ def resource_properties(r: dict | None, unified: bool, version: int = 0) -> list
             props.append(_prop("AllowedCPUs", "ay", _bitmask(cpu["cpus"])))
         if cpu.get("mems"):
             props.append(_prop("AllowedMemoryNodes", "ay", _bitmask(cpu["mems"])))
+    if unified and r.get("unified"):
+        props += unified_properties(r["unified"], version)
+    return props
+
+
+#: ``linux.resources.unified`` keys systemd has a unit property for (cgroup v2 only), as runc converts them.
+_UNIFIED_MEMORY = {"memory.high": "MemoryHigh", "memory.low": "MemoryLow", "memory.max": "MemoryMax",
+                   "memory.min": "MemoryMin", "memory.swap.max": "MemorySwapMax"}
+_UNIFIED_CPUSET = {"cpuset.cpus": "AllowedCPUs", "cpuset.mems": "AllowedMemoryNodes"}
+
+
+def unified_properties(unified: dict, version: int = 0) -> list:
+    """Unit properties for the ``unified`` keys systemd understands, placed after the typed resources' so
+    they win as the cgroupfs writes do.  Without them a daemon-reload (systemd re-applying its idea of the
+    unit) would reset e.g. memory.max that only ``unified`` set.  Other keys are left to the cgroupfs write
+    alone; a value that is not a number (or ``max``) is refused naming the key, before anything is set."""
+    props = []
+
+    def number(key: str, text: str, allow_max: bool = True) -> int:
+        if allow_max and text == "max":
+            return UINT64_MAX
+        try:
+            n = int(text)
+        except ValueError:
+            raise CgroupError(f"unified resource {key!r} value invalid: {text!r}") from None
+        if n < 0:
+            raise CgroupError(f"unified resource {key!r} value invalid: {text!r}")
+        return n
+
+    for key, value in unified.items():
+        v = str(value).strip()
+        if key == "cpu.max":        # "quota [period]"
+            fields = v.split()
+            if not 1 <= len(fields) <= 2:
+                raise CgroupError(f"unified resource {key!r} value invalid: {v!r}")
+            quota = -1 if fields[0] == "max" else number(key, fields[0], allow_max=False)
+            period = number(key, fields[1], allow_max=False) if len(fields) == 2 else 100000
+            if version >= 242:
+                props.append(_prop("CPUQuotaPeriodUSec", "t", period))
+            props.append(_prop("CPUQuotaPerSecUSec", "t", cpu_quota_per_sec(quota, period)))
+        elif key == "cpu.weight":
+            props.append(_prop("CPUWeight", "t", number(key, v, allow_max=False)))
+        elif key in _UNIFIED_CPUSET:
+            if version >= 244:
+                props.append(_prop(_UNIFIED_CPUSET[key], "ay", _bitmask(v)))
+        elif key in _UNIFIED_MEMORY:
+            props.append(_prop(_UNIFIED_MEMORY[key], "t", number(key, v)))
+        elif key == "pids.max":
+            props.append(_prop("TasksMax", "t", number(key, v)))
+        else:
+            log.debug("unified resource %s has no systemd unit property; written to the cgroup only", key)
     return props
 
 

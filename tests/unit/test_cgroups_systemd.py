@@ -188,3 +188,25 @@ def test_device_rules_start_from_deny_all():
     assert rwd({"devices": [allow_all], "pids": {"limit": 3}})["devices"][:2] == [out["devices"][0], allow_all]
     assert rwd({"pids": {"limit": 3}}, [sda], rootless=True) == {"pids": {"limit": 3}}
     assert rwd({"devices": []}, rootless=True)["devices"][0] == {"allow": False, "access": "rwm"}
+
+
+def test_unified_keys_become_unit_properties_on_v2():
+    """runc's conversion: the keys systemd has a property for follow the typed resources (so they win);
+    on v1/hybrid (systemd does not own the unified tree there) nothing is said to systemd."""
+    r = {"memory": {"limit": 1 << 20},
+         "unified": {"memory.max": "2097152", "memory.high": "max", "pids.max": " 64 ", "cpu.weight": "50",
+                     "cpu.max": "max 50000", "cpuset.cpus": "0-1", "io.weight": "default 100"}}
+    props = sd.resource_properties(r, unified=True, version=252)
+    names = [n for n, _ in props]
+    assert names[0] == "MemoryMax" and props[0][1] == ("t", 1 << 20)
+    d = dict(props[1:])
+    assert d["MemoryMax"] == ("t", 2097152) and d["MemoryHigh"] == ("t", INF) and d["TasksMax"] == ("t", 64)
+    assert d["CPUWeight"] == ("t", 50) and d["CPUQuotaPeriodUSec"] == ("t", 50000)
+    assert d["CPUQuotaPerSecUSec"] == ("t", INF) and d["AllowedCPUs"] == ("ay", b"\x03")
+    assert "IOWeight" not in d      # left to the cgroupfs write
+    assert dict(sd.unified_properties({"cpu.max": "25000"}, 241)) == {"CPUQuotaPerSecUSec": ("t", 250000)}
+    assert sd.unified_properties({"cpuset.mems": "0"}, 243) == []
+    assert sd.resource_properties({"unified": {"memory.max": "1"}}, unified=False, version=252) == []
+    for bad in ({"memory.max": "lots"}, {"pids.max": "-3"}, {"cpu.max": "1 2 3"}, {"cpu.weight": "max"}):
+        with pytest.raises(CgroupError, match=f"unified resource '{next(iter(bad))}' value invalid"):
+            sd.unified_properties(bad, 252)
