@@ -43,14 +43,24 @@ def _fail(field: str, why: str) -> None:
 
 
 # -- finding resctrl ------------------------------------------------------------------------------
+_own_root: list[str] = []    # find_root()'s answer for /proc/self/mountinfo, once found
+
+
 def find_root(mountinfo: str = "/proc/self/mountinfo", filesystems: str = "/proc/filesystems") -> str:
     """The mount point of resctrl in our mount namespace (the spec's "runtime mount namespace").
 
     Raises ConfigError saying whether the kernel lacks resctrl altogether or it is only unmounted.
+    The answer for our own mount table is kept for the rest of the process: `create` asks at validation
+    and again when it makes the group, and one mountinfo read is enough for one short-lived command.
     """
+    if mountinfo == "/proc/self/mountinfo" and _own_root:
+        return _own_root[0]
     found = [m.mountpoint for m in _mountinfo.read(mountinfo, ("resctrl",))]
     if found:
-        return DEFAULT_MOUNT if DEFAULT_MOUNT in found else found[0]
+        root = DEFAULT_MOUNT if DEFAULT_MOUNT in found else found[0]
+        if mountinfo == "/proc/self/mountinfo":
+            _own_root.append(root)
+        return root
     try:
         with open(filesystems, "rb") as f:
             known = any(line.split()[-1:] == [b"resctrl"] for line in f)

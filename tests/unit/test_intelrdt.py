@@ -192,3 +192,21 @@ def test_update_schemata_refusals(resctrl):
     with pytest.raises(intelrdt.ResctrlError, match=r"^Intel RDT/CAT: l3 cache schema: must be one line"):
         intelrdt.update_schemata(None, "c10", 1, "L3:0=1\nL3:1=1", None, root=resctrl)
     assert not os.path.exists(f"{resctrl}/c10")
+
+
+def test_own_root_is_looked_up_once_per_process(monkeypatch):
+    """create asks at validation and again when it makes the group: one mountinfo read serves both."""
+    from types import SimpleNamespace
+
+    from ocirun import intelrdt as R
+    calls = []
+
+    def read(path, fstypes):
+        calls.append(path)
+        return [SimpleNamespace(mountpoint="/sys/fs/resctrl")]
+    monkeypatch.setattr(R._mountinfo, "read", read)
+    monkeypatch.setattr(R, "_own_root", [])
+    assert R.find_root() == R.find_root() == "/sys/fs/resctrl"
+    assert calls == ["/proc/self/mountinfo"]
+    R.find_root("/other/mountinfo")      # an explicit table (tests, other namespaces) is always read
+    assert calls == ["/proc/self/mountinfo", "/other/mountinfo"]
