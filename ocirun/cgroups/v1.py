@@ -26,6 +26,24 @@ ORDER = ["cpuset", "devices", "memory", "cpu", "cpuacct", "pids", "blkio", "huge
          "perf_event", "freezer", "rdma", "misc"]
 _MAIN_PREFERENCE = ["pids", "devices", "freezer", "memory", "cpu", "cpuacct", "blkio", "cpuset", "name=systemd"]
 
+# What apply() writes, in runc's order (unit tests assert the journal).  A hybrid host binds each controller
+# to one hierarchy: one that is not mounted as v1 but is offered by the unified mount (hugetlb, say) takes
+# its resource in v2 form, batched for the V2 manager, instead of the v1 writer.  Rows: (resource key, v1
+# controller, v2 controller -- "" for the same name, None for "never sent to v2 here" --, v1 writer).
+# "cpu" has two rows, one per controller it is split over (see V1Manager._cpu_half).
+_RESOURCES = (
+    ("cpu", "cpuset", "", "_cpuset"),
+    ("devices", "devices", None, "_devices"),
+    ("memory", "memory", "", "_memory"),
+    ("cpu", "cpu", "", "_cpu"),
+    ("pids", "pids", "", "_pids"),           # the writer also takes apply()'s ``update``
+    ("blockIO", "blkio", "io", "_blkio"),
+    ("hugepageLimits", "hugetlb", "", "_hugetlb"),
+    ("network", "net_cls", None, "_network"),  # and net_prio
+    ("rdma", "rdma", "", "_rdma"),
+)
+_CPUSET_FIELDS = ("cpus", "mems")   # of the cpu resource, written by the cpuset controller
+
 
 class V1Manager(Manager):
     mode = "v1"
@@ -119,50 +137,39 @@ class V1Manager(Manager):
         if r.get("unified") and not self._hybrid_v2():
             raise CgroupError("invalid configuration: cannot use unified on cgroup v1")
         v2_only = {}    # hybrid: resources whose controller exists only in the unified hierarchy
-        cpu = r.get("cpu") or {}
-        if cpu.get("cpus") or cpu.get("mems"):
-            if self._in_v2_only("cpuset"):
-                v2_only.setdefault("cpu", {}).update({k: cpu[k] for k in ("cpus", "mems") if cpu.get(k)})
+        for key, v1_name, v2_name, writer in _RESOURCES:
+            if key == "cpu":
+                self._cpu_half(r.get("cpu") or {}, v1_name, writer, v2_only)
+                continue
+            value = r.get(key)
+            if not (value or key == "devices" and value is not None):   # devices: [] still sets the rules
+                continue
+            if v2_name is not None and self._in_v2_only(v1_name, v2_name):
+                v2_only[key] = value
+            elif key == "pids":
+                self._pids(value, update)
             else:
-                self._cpuset(cpu)
-        if r.get("devices") is not None:
-            self._devices(r["devices"])
-        if r.get("memory"):
-            if self._in_v2_only("memory"):
-                v2_only["memory"] = r["memory"]
-            else:
-                self._memory(r["memory"])
-        if cpu:
-            if self._in_v2_only("cpu"):
-                v2_only.setdefault("cpu", {}).update({k: v for k, v in cpu.items() if k not in ("cpus", "mems")})
-            else:
-                self._cpu(cpu)
-        if r.get("pids"):
-            if self._in_v2_only("pids"):
-                v2_only["pids"] = r["pids"]
-            else:
-                self._pids(r["pids"], update)
-        if r.get("blockIO"):
-            if self._in_v2_only("blkio", "io"):
-                v2_only["blockIO"] = r["blockIO"]
-            else:
-                self._blkio(r["blockIO"])
-        if r.get("hugepageLimits"):
-            if self._in_v2_only("hugetlb"):
-                v2_only["hugepageLimits"] = r["hugepageLimits"]
-            else:
-                self._hugetlb(r["hugepageLimits"])
-        if r.get("network"):
-            self._network(r["network"])
-        if r.get("rdma"):
-            if self._in_v2_only("rdma"):
-                v2_only["rdma"] = r["rdma"]
-            else:
-                self._rdma(r["rdma"])
+                getattr(self, writer)(value)
         if v2_only:
             self._v2().apply(v2_only, update=update)
         if r.get("unified"):
             self._hybrid_unified(r["unified"])
+
+    def _cpu_half(self, cpu: dict, ctrl: str, writer: str, v2_only: dict) -> None:
+        """One half of the cpu resource: cpus/mems are cpuset's, the rest cpu's.  On a hybrid host each
+        half goes to the unified hierarchy on its own, merged into one ``cpu`` entry of the v2 batch."""
+        if ctrl == "cpuset":
+            if not (cpu.get("cpus") or cpu.get("mems")):
+                return
+            part = {k: cpu[k] for k in _CPUSET_FIELDS if cpu.get(k)}
+        else:
+            if not cpu:
+                return
+            part = {k: v for k, v in cpu.items() if k not in _CPUSET_FIELDS}
+        if self._in_v2_only(ctrl):
+            v2_only.setdefault("cpu", {}).update(part)
+        else:
+            getattr(self, writer)(cpu)
 
     # ---- hybrid: the unified hierarchy next to the v1 ones -------------------------------------------
     # A controller is bound to at most one hierarchy.  On a hybrid host the ones not mounted as v1 (here:

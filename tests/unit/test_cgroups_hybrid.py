@@ -81,3 +81,54 @@ def test_hugepage_limit_with_no_hugetlb_anywhere(tmp_path):
     m.create()
     with pytest.raises(CgroupError, match="hugetlb cgroup controller is not mounted"):
         m.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]})
+
+
+def _controllers_in_order(root: str, journal: list) -> list[str]:
+    """The hierarchy each journalled write went to (``unified`` for the cgroup2 mount), repeats folded."""
+    out = []
+    for path, _ in journal:
+        top = path[len(root) + 1:].split("/")[0]
+        if not out or out[-1] != top:
+            out.append(top)
+    return out
+
+
+def test_v1_resources_are_written_in_runcs_order(tmp_path):
+    h = FakeHost(tmp_path, "v1")
+    m = cgroups.for_container("/c", "c", **h.kw())
+    m.create()
+    for ctrl, files in {"cpuset": ["cpuset.cpus", "cpuset.mems"], "devices": ["devices.allow", "devices.deny"],
+                        "memory": ["memory.limit_in_bytes"], "cpu,cpuacct": {"cpu.shares": "512\n"},
+                        "pids": ["pids.max"], "blkio": ["blkio.weight"], "hugetlb": ["hugetlb.2MB.limit_in_bytes"],
+                        "net_cls,net_prio": ["net_cls.classid", "net_prio.ifpriomap"], "rdma": ["rdma.max"]}.items():
+        touch(f"{h.root}/{ctrl}/c", files)
+    m.journal = []
+    # given in another order than written; devices: [] (empty, but present) still resets the rules
+    m.apply({"rdma": {"mlx4_0": {"hcaHandles": 2}},
+             "network": {"classID": 1, "priorities": [{"name": "lo", "priority": 1}]},
+             "hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}], "blockIO": {"weight": 100},
+             "pids": {"limit": 5}, "cpu": {"shares": 512, "cpus": "0", "mems": "0"}, "memory": {"limit": 1 << 20},
+             "devices": []})
+    assert _controllers_in_order(h.root, m.journal) == [
+        "cpuset", "devices", "memory", "cpu,cpuacct", "pids", "blkio", "hugetlb", "net_cls,net_prio", "rdma"]
+
+
+def test_hybrid_cpu_split_each_half_routed_on_its_own(tmp_path):
+    # cpuset and memory are offered only by the unified mount; cpu stays on v1
+    h = FakeHost(tmp_path, "hybrid", hierarchies=["cpu,cpuacct", "devices", "freezer", "blkio", "pids", "name=systemd"])
+    uni = f"{h.root}/unified"
+    touch(uni, {"cgroup.controllers": "cpuset memory\n", "cgroup.subtree_control": ""})
+    m = cgroups.for_container("/c", "c", **h.kw())
+    m.create()
+    touch(f"{uni}/c", ["cpuset.cpus", "cpuset.mems", "memory.max"])
+    touch(f"{h.root}/cpu,cpuacct/c", {"cpu.shares": "512\n"})
+    touch(f"{h.root}/pids/c", ["pids.max"])
+    m.journal = []
+    m.apply({"cpu": {"cpus": "0", "mems": "0", "shares": 512}, "memory": {"limit": 1 << 20}, "pids": {"limit": 5}})
+    assert m.journal == [(f"{h.root}/cpu,cpuacct/c/cpu.shares", "512"),
+                         (f"{h.root}/pids/c/pids.max", "5"),
+                         (f"{uni}/cgroup.subtree_control", "+cpuset"),
+                         (f"{uni}/c/cpuset.cpus", "0"),
+                         (f"{uni}/c/cpuset.mems", "0"),
+                         (f"{uni}/cgroup.subtree_control", "+memory"),
+                         (f"{uni}/c/memory.max", "1048576")]
