@@ -127,19 +127,22 @@ def cmd_exec(rt, args: list[str], flags: dict, g: dict) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-def build_process(bundle: str, opts: ExecOptions) -> dict:
+def build_process(opts: ExecOptions, conf: dict | None) -> dict:
     """The process object to run: the --process file as is, or config.json's process with the flags
-    applied (runc's getProcess).  Checked as runc checks it, then against the process schema."""
+    applied (runc's getProcess).  Checked as runc checks it, then against the process schema.
+
+    ``conf``: the container's config.json, parsed (:func:`_read_config`); used only without --process,
+    and left unchanged (its process is copied before the flags are applied)."""
     from . import schema
-    from .config import read_json
 
     if opts.process_file:
+        from .config import read_json
+
         raw = read_json(opts.process_file, "process file")
         source = os.path.basename(opts.process_file) if opts.process_file != "-" else "process"
     else:
         if not opts.args:
             raise ExecFailed("process args cannot be empty")
-        conf = read_json(os.path.join(bundle, "config.json"), "config file")
         raw = dict(conf.get("process") or {})
         source = "config.json"
         raw["args"] = list(opts.args)
@@ -284,11 +287,15 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
     # check the process and the seccomp profile; killed and reaped if we stop before handing it over.
     init = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     try:
-        raw = build_process(st.bundle, opts)
+        # config.json is read once, for the process and the seccomp profile: here when the process comes
+        # from it (not without args: "process args cannot be empty" wins), else in _container_seccomp,
+        # after the checks below; so a missing or bad file fails where, and as, it always did.
+        conf = _read_config(st.bundle) if opts.args and not opts.process_file else None
+        raw = build_process(opts, conf)
         terminal = bool(raw.get("terminal"))
         check_terminal(terminal, opts.detach, opts.console_socket)
         subs = parse_sub_cgroups(opts.cgroups)
-        seccomp_wire, from_config = _container_seccomp(st, rt.log)
+        seccomp_wire, from_config = _container_seccomp(st, rt.log, conf)
     except BaseException:
         launcher.discard_init(*init)
         raise
@@ -296,17 +303,25 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
                    init=init)
 
 
-def _container_seccomp(st, log) -> tuple[dict | None, dict]:
-    """The container's seccomp profile, compiled, and the stage options that also come from the
-    container's config.json (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so
-    the exec'd process gets it set, as runc does).  The state keeps neither: read from the bundle,
-    once, here (an exec'd process gets the container's filter, as with runc)."""
+def _read_config(bundle: str) -> dict:
+    """The container's config.json, parsed (the state keeps neither its process nor its seccomp
+    profile): read once per exec, shared by :func:`build_process` and :func:`_container_seccomp`."""
     from .config import read_json
 
-    try:
-        conf = read_json(os.path.join(st.bundle, "config.json"), "config file")
-    except OciError as e:
-        raise ExecFailed(f"cannot read the container's seccomp profile: {e}") from None
+    return read_json(os.path.join(bundle, "config.json"), "config file")
+
+
+def _container_seccomp(st, log, conf: dict | None = None) -> tuple[dict | None, dict]:
+    """The container's seccomp profile, compiled, and the stage options that also come from the
+    container's config.json (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so
+    the exec'd process gets it set, as runc does).  The state keeps neither: from ``conf`` (config.json
+    as :func:`execute` already read it), else read from the bundle here (an exec'd process gets the
+    container's filter, as with runc)."""
+    if conf is None:
+        try:
+            conf = _read_config(st.bundle)
+        except OciError as e:
+            raise ExecFailed(f"cannot read the container's seccomp profile: {e}") from None
     linux = conf.get("linux") or {}
     options = {}
     if linux.get("memoryPolicy") is not None:
@@ -603,15 +618,9 @@ class Forwarder:
 def wait_foreground(pid: int) -> int:
     """Wait for the process, reaping other orphans re-parented to us; return its status.  (Signals are
     forwarded by the caller's :class:`Forwarder`.)"""
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return EXIT_FAILED
-        if got == pid:
-            from .signals import exit_status  # not tty's re-export: tty imports socket, signal, array
+    from .signals import wait_reaping  # not tty's re-export: tty imports socket, signal, array
 
-            return exit_status(status)
+    return wait_reaping(pid, on_no_child=EXIT_FAILED)
 
 
 def _reap(pid: int) -> None:

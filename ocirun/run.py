@@ -69,17 +69,9 @@ def _forward(pid: int, sig: int) -> None:
 
 def _wait(pid: int) -> int:
     """Wait for the container's init, reaping any other orphan re-parented to us meanwhile."""
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 255
-        except InterruptedError:
-            continue
-        if got == pid:
-            from .signals import exit_status
+    from .signals import wait_reaping
 
-            return exit_status(status)
+    return wait_reaping(pid, on_no_child=255)
 
 
 def _cleanup(rt, cid: str) -> None:

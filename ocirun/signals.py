@@ -51,3 +51,23 @@ def exit_status(status: int) -> int:
     (`run`, `exec`, `restore` and the Python API all exit or answer with this)."""
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def wait_reaping(pid: int, on_no_child: int) -> int:
+    """Wait for ``pid`` and return its :func:`exit_status`, reaping every other child meanwhile.
+
+    In the foreground ``run``, ``exec`` and ``restore`` are child subreapers: the container's
+    orphans are re-parented to us, and waiting for ``pid`` alone would leave them zombies until we
+    exit, so we wait for any child.  ``on_no_child`` is returned if no child is left before ``pid``
+    was seen (someone else reaped it).  InterruptedError is retried, though since PEP 475 Python
+    retries EINTR itself: a guard, kept from `run`'s loop.
+    """
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return on_no_child
+        except InterruptedError:
+            continue
+        if got == pid:
+            return exit_status(status)
