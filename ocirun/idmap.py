@@ -21,11 +21,6 @@ from . import procfs
 from .kernel import linux as k
 
 
-def _id(m, name: str) -> int:
-    """A mapping entry's field: config.json's dicts (mounts) or parsed records (linux.uidMappings)."""
-    return m[name] if isinstance(m, dict) else getattr(m, name)
-
-
 def userns_fd(uid_mappings: list, gid_mappings: list) -> int:
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
@@ -46,12 +41,12 @@ def userns_fd(uid_mappings: list, gid_mappings: list) -> int:
             raise OSError(1, "idmap: could not create a user namespace for the mount")
         for name, maps in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
             # runc's and crun's reading (see the module doc): on disk containerID ↔ hostID on the mount.
-            text = "".join(f"{_id(m, 'containerID')} {_id(m, 'hostID')} {_id(m, 'size')}\n" for m in maps)
+            # config.json's mount entries are dicts, linux.uidMappings records: procfs takes either.
             try:
-                procfs.write(f"{pid}/{name}", text, private=False)  # the host's /proc
-            except OSError as e:
-                reason = getattr(e, "reason", e.strerror)
-                raise OSError(e.errno, f"idmap: write {name} {text.strip()!r}: {reason}") from None
+                procfs.write_id_map(pid, name, maps)  # the host's /proc
+            except procfs.ProcfsError as e:
+                raise OSError(e.errno, f"idmap: write {name} {procfs.id_map_text(maps).strip()!r}: "
+                                       f"{e.reason}") from None
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)

@@ -85,13 +85,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
     (so that it boots while the config is validated); spawned here when None."""
     console_fd = pidfd_sock = None
     try:
-        st = ContainerState(
-            id=sd.id, bundle=opts.bundle, rootfs=spec.root_path, created=_now(), owner="",
-            annotations=spec.annotations, ociVersion=SPEC_VERSION, rootless=opts.rootless,
-            systemd_cgroup=opts.systemd_cgroup,
-            namespaces={ns.type: ns.path or "" for ns in spec.linux.namespaces},
-            hooks=spec.raw.get("hooks") or {},
-        )
+        st = initial_state(spec, sd.id, opts.bundle, rootless=opts.rootless, systemd_cgroup=opts.systemd_cgroup)
         seccomp_wire = _compile_seccomp(spec, log)
         console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
         if opts.pidfd_socket:
@@ -207,6 +201,19 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
             pidfd_sock.close()
 
 
+def initial_state(spec: Spec, cid: str, bundle: str, *, rootless: bool = False,
+                  systemd_cgroup: bool = False) -> ContainerState:
+    """The record of a container being made from ``spec`` ("creating", no pid yet): what `create`
+    and `restore` (ocirun.checkpoint) both keep of the config, so the two cannot drift apart."""
+    return ContainerState(
+        id=cid, bundle=bundle, rootfs=spec.root_path, created=_now(), owner="",
+        annotations=spec.annotations, ociVersion=SPEC_VERSION, rootless=rootless,
+        systemd_cgroup=systemd_cgroup,
+        namespaces={ns.type: ns.path or "" for ns in spec.linux.namespaces},
+        hooks=spec.raw.get("hooks") or {},
+    )
+
+
 def _keep_groups(spec: Spec) -> bool:
     from .security import keeps_original_groups
 
@@ -300,15 +307,14 @@ def write_id_maps(pid: int, spec: Spec) -> None:
         from .rootless import write_maps
 
         return write_maps(pid, linux.uidMappings, linux.gidMappings)
-    from .procfs import Procfs
+    from .procfs import Procfs, ProcfsError, write_id_map
 
-    with Procfs(private=False) as proc:  # the host's /proc: see ocirun.procfs
+    with Procfs(private=False) as proc:  # the host's /proc, one handle for both maps: see ocirun.procfs
         for name, maps in (("uid_map", linux.uidMappings), ("gid_map", linux.gidMappings)):
-            text = "".join(f"{m.containerID} {m.hostID} {m.size}\n" for m in maps)
             try:
-                proc.write(f"{pid}/{name}", text)
-            except OSError as e:
-                raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {e.reason}") from None
+                write_id_map(pid, name, maps, proc)
+            except ProcfsError as e:
+                raise InitError(e.strerror) from None
 
 
 def _listen(sd: StateDir):

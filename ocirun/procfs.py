@@ -141,3 +141,32 @@ def write(path: str, value: str, what: str | None = None, proc: str = "/proc", p
     """One write through a handle of its own (see :class:`Procfs` for ``private``)."""
     with Procfs(proc, private) as p:
         return p.write(path, value, what)
+
+
+def _field(m, name: str) -> int:
+    """A mapping entry's field: config.json's dicts (mounts) or parsed records (linux.uidMappings)."""
+    return m[name] if isinstance(m, dict) else getattr(m, name)
+
+
+def id_map_text(maps) -> str:
+    """The kernel's uid_map/gid_map format: one ``containerID hostID size`` line per mapping."""
+    return "".join(f"{_field(m, 'containerID')} {_field(m, 'hostID')} {_field(m, 'size')}\n" for m in maps)
+
+
+def write_id_map(pid: int, name: str, maps, proc: Procfs | None = None) -> None:
+    """Write ``maps`` to /proc/PID/NAME (``uid_map`` or ``gid_map``) of a user namespace we made.
+
+    Through ``proc`` if given, else through a handle of its own on the host's /proc
+    (``private=False``: the parent side, whose mounts the container cannot touch; a rootless parent
+    cannot clone it).  A failure is a :class:`ProcfsError` worded
+    ``write /proc/PID/NAME ('0 1000 1'): REASON`` (its ``reason`` the bare cause), for callers
+    that re-raise it as their own error type."""
+    text = id_map_text(maps)
+    try:
+        if proc is None:
+            write(f"{pid}/{name}", text, private=False)
+        else:
+            proc.write(f"{pid}/{name}", text)
+    except OSError as e:
+        reason = getattr(e, "reason", e.strerror)
+        raise ProcfsError(e.errno, f"write /proc/{pid}/{name} ({text.strip()!r}): {reason}", reason) from None

@@ -133,12 +133,12 @@ def _write_text(pid: int, name: str, text: str) -> None:
 
 def _write(pid: int, name: str, maps) -> None:
     from .errors import InitError
+    from .procfs import ProcfsError, write_id_map
 
-    text = "".join(f"{m.containerID} {m.hostID} {m.size}\n" for m in maps)
     try:
-        _write_text(pid, name, text)
-    except OSError as e:
-        raise InitError(f"write /proc/{pid}/{name} ({text.strip()!r}): {getattr(e, 'reason', e.strerror)}") from None
+        write_id_map(pid, name, maps)  # the host's /proc (a rootless parent cannot clone it)
+    except ProcfsError as e:
+        raise InitError(e.strerror) from None
 
 
 def _helper(tool: str, pid: int, maps, ranges_file: str) -> None:
