@@ -166,9 +166,7 @@ def _with_log(msg: str, log_dir: str, name: str) -> str:
 def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
     from . import config, criu
     from .kernel import linux as k
-    from .launcher import _connect_console, _now, write_pid_file
-    from .state import ContainerState
-    from . import SPEC_VERSION
+    from .launcher import _connect_console, initial_state, write_pid_file
 
     if not args:
         from .cli import Usage
@@ -197,11 +195,7 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
     except FileExistsError:
         raise ContainerExists(cid) from None
     lock = sd.lock()
-    st = ContainerState(
-        id=cid, bundle=bundle, rootfs=spec.root_path, created=_now(), owner="", annotations=spec.annotations,
-        ociVersion=SPEC_VERSION, namespaces={ns.type: ns.path or "" for ns in spec.linux.namespaces},
-        hooks=spec.raw.get("hooks") or {}, systemd_cgroup=bool(g.get("systemd-cgroup")),
-    )
+    st = initial_state(spec, cid, bundle, systemd_cgroup=bool(g.get("systemd-cgroup")))
     mgr = None
     root = os.path.join(sd.path, "criu-root")
     mounted = False
