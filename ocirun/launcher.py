@@ -129,7 +129,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
-        resources = resources_with_default_devices(spec.linux.resources, spec.linux.devices, rootless=opts.rootless)
+        resources = resources_with_default_devices(spec.linux.resources, spec.linux.devices,
+                                                   rootless=opts.rootless)
         cgroup = _setup_cgroup(spec, sd.id, s1, opts, st, resources)
         # Record what we made before going on: if this process is killed mid-way, the state says
         # "creating" and names the cgroup, so `delete --force` can still remove everything.

@@ -6,8 +6,8 @@ cgroupsPath is ``slice:prefix:name`` → the unit ``prefix-name.scope`` (``name.
 
 1. ``StartTransientUnit(unit, "replace", props)`` with Description, Slice, Delegate, DefaultDependencies=no,
    the accounting switches, the device policy and ``PIDs=[init pid]`` (a scope is born with its
-   processes); wait for the job's ``JobRemoved`` signal and require result ``done``.  A leftover unit of the same name (``UnitExists``) is
-   reset once (``ResetFailedUnit``) and the start retried.
+   processes); wait for the job's ``JobRemoved`` signal and require result ``done``.  A leftover unit
+   of the same name (``UnitExists``) is reset once (``ResetFailedUnit``) and the start retried.
 2. The unit's cgroup is ``<expanded slice>/<unit>`` in every hierarchy (``a-b.slice`` →
    ``/a.slice/a-b.slice``).  systemd made it where it accounts (cpu, memory, pids, devices, blkio, name=systemd
    on v1); a cgroupfs manager on that absolute path makes it in the other hierarchies (cpuset, freezer, ...),
