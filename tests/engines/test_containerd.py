@@ -274,8 +274,12 @@ def test_memory_limit(ctr):
     cid = _daemon(ctr, "mem", "--memory-limit", str(64 << 20))
     assert _cgroup(ctr, cid, "memory", "memory.limit_in_bytes") == str(64 << 20)
     # The container's own view: ctr's spec mounts no cgroupfs, its /proc/self/cgroup names the cgroup.
+    # The exec'd process outlives the runtime's `exec --detach`: containerd 1.6's shim can report the
+    # exit of a process that ends before Start returns ahead of its output (upstream: the "early exits"
+    # of containerd PR #9828); seen once here on a saturated machine, with this test the only one
+    # whose point is not exec I/O.
     proc = ctr.ok("task", "exec", "--exec-id", "c1", "--fifo-dir", ctr.daemon.fifo_dir, cid,
-                  "grep", ":memory:", "/proc/self/cgroup")
+                  "sh", "-c", "grep :memory: /proc/self/cgroup; sleep 0.3")
     assert proc.stdout.strip().endswith(f"{ctr.daemon.cgroup_parent}/{cid}"), proc.stdout
 
 
