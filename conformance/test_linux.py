@@ -477,7 +477,6 @@ class _Agent:
         self.thread.start()
 
     def _serve(self):
-        import array
         import socket
 
         try:
@@ -489,15 +488,12 @@ class _Agent:
             data, fds, calls = b"", [], 0
             while True:
                 try:
-                    msg, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+                    msg, got, _, _ = socket.recv_fds(conn, 1 << 16, 16)
                 except OSError:
                     break
                 calls += 1
-                for level, kind, payload in anc:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        got = array.array("i")
-                        got.frombytes(payload[:len(payload) - len(payload) % 4])
-                        fds.append((calls, list(got)))
+                if got:
+                    fds.append((calls, got))
                 if not msg:
                     break  # the runtime closed the connection
                 data += msg

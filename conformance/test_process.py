@@ -255,7 +255,6 @@ def test_terminal_console_socket(ctr, tmp_path):
     """`terminal` ... if set to true on Linux a pseudoterminal pair is allocated for the process and the
     pseudoterminal pty is duplicated on the process's standard streams; /dev/console is set up by
     bind mounting the pseudoterminal pty to /dev/console (config-linux.md Default Devices)."""
-    import array
     import select
     import socket
 
@@ -270,11 +269,7 @@ def test_terminal_console_socket(ctr, tmp_path):
         res = ctr.create("--console-socket", sock_path)
         assert res.returncode == 0, res.stderr
         conn, _ = srv.accept()
-        fds = array.array("i")
-        msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
-        for level, typ, data in anc:
-            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                fds.frombytes(data[:fds.itemsize])
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
         conn.close()
         assert len(fds) == 1, "no pty master received on the console socket"
         master = fds[0]

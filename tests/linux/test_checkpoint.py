@@ -199,7 +199,6 @@ def test_cgroup_binds_match_host_hierarchies(tmp_path):
 
 def test_terminal_container_restored_onto_a_new_console_socket(oci, tmp_path, criu_bin):
     """The pty goes through CRIU's orphan-pts-master notification to restore's --console-socket."""
-    import array
     import select
     import socket
 
@@ -213,11 +212,7 @@ def test_terminal_container_restored_onto_a_new_console_socket(oci, tmp_path, cr
     def master(lis):
         conn, _ = lis.accept()
         with conn:
-            fds = array.array("i")
-            _, anc, _, _ = conn.recvmsg(256, socket.CMSG_SPACE(fds.itemsize))
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(cdata[:fds.itemsize])
+            _, fds, _, _ = socket.recv_fds(conn, 256, 1)
         lis.close()
         return fds[0]
 

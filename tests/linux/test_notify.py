@@ -1,6 +1,5 @@
 """NOTIFY_SOCKET passthrough (podman --sdnotify=container): the container sees NOTIFY_SOCKET at
 /run/notify/notify.sock, its READY=1 reaches the runtime caller's socket, with MAINPID and a barrier."""
-import array
 import os
 import shutil
 import socket
@@ -57,16 +56,12 @@ class Manager:
 
     def _loop(self):
         while not self.stop:
-            fds = array.array("i")
             try:
-                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(4 * fds.itemsize))
+                data, fds, _, _ = socket.recv_fds(self.sock, 4096, 4)
             except TimeoutError:
                 continue
             except OSError:
                 return
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(cdata[:len(cdata) - len(cdata) % fds.itemsize])
             for fd in fds:  # BARRIER=1: closing the pipe is the acknowledgement
                 os.close(fd)
             self.messages.append(data)

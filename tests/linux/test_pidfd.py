@@ -1,6 +1,5 @@
 """``--pidfd-socket`` on create/run/exec: the caller receives a pidfd of the container's process over
 its unix socket (SCM_RIGHTS) and can signal exactly that process with pidfd_send_signal."""
-import array
 import os
 import signal
 import socket
@@ -29,11 +28,7 @@ class Listener:
     def _accept(self):
         conn, _ = self.sock.accept()
         with conn:
-            fds = array.array("i")
-            data, anc, _, _ = conn.recvmsg(64, socket.CMSG_SPACE(fds.itemsize))
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(cdata[:fds.itemsize])
+            data, fds, _, _ = socket.recv_fds(conn, 64, 1)
             self.data = data
             self.fd = fds[0] if fds else None
 

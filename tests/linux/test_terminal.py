@@ -1,7 +1,6 @@
 """Terminals: the console socket of `exec` (the pty master over SCM_RIGHTS, as conmon and the shim get
 it), and the foreground terminal of `run` / `exec -t` bridged by ocirun.tty (a test pty as the caller's
 terminal)."""
-import array
 import fcntl
 import json
 import os
@@ -74,11 +73,7 @@ class ConsoleSocket:
     def master(self):
         conn, _ = self.sock.accept()
         with conn:
-            fds = array.array("i")
-            name, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(4 * fds.itemsize))
-            for level, typ, data in anc:
-                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                    fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+            name, fds, _, _ = socket.recv_fds(conn, 1024, 4)
         assert len(fds) == 1
         return name.decode(), fds[0]
 
