@@ -24,12 +24,6 @@ KERNEL_MEMORY_WARNING = "Kernel memory settings are ignored and will be removed"
 
 
 # ---- shared helpers ------------------------------------------------------------------------------------
-def _exactly_one(cmd: str, args: list[str]) -> str:
-    if len(args) != 1:
-        raise Usage(f'"{cmd}" requires exactly 1 argument(s)')
-    return args[0]
-
-
 def _open(rt, cid: str) -> StateDir:
     sd = StateDir(rt.root, cid)
     if not sd.exists():
@@ -75,7 +69,7 @@ def _emit(obj) -> None:
 
 # ---- pause / resume ------------------------------------------------------------------------------------
 def pause(rt, args: list[str], flags: dict, g: dict) -> int:
-    sd = _open(rt, _exactly_one("pause", args))
+    sd = _open(rt, args[0])
     with _locked(sd) as st:
         # runc: only a running or created container can be paused ("container not running" otherwise,
         # also for one that is already paused)
@@ -89,7 +83,7 @@ def pause(rt, args: list[str], flags: dict, g: dict) -> int:
 
 
 def resume(rt, args: list[str], flags: dict, g: dict) -> int:
-    sd = _open(rt, _exactly_one("resume", args))
+    sd = _open(rt, args[0])
     with _locked(sd) as st:
         # refresh() reports "paused" only for a started container; a created one that was paused is
         # frozen too, and runc resumes both
@@ -246,7 +240,7 @@ def _load_saved(sd: StateDir) -> dict:
 
 
 def update(rt, args: list[str], flags: dict, g: dict) -> int:
-    cid = _exactly_one("update", args)
+    cid = args[0]
     sd = _open(rt, cid)
     if flags.get("resources"):
         r = read_resources(flags["resources"])  # runc: every other option is then ignored
@@ -311,8 +305,6 @@ def _pids(rt, cid: str) -> list[int]:
 
 
 def ps(rt, args: list[str], flags: dict, g: dict) -> int:
-    if not args:
-        raise Usage('"ps" requires a minimum of 1 argument(s)')
     pids = _pids(rt, args[0])
     fmt = flags.get("format", "table")
     if fmt == "json":
@@ -413,7 +405,7 @@ def runc_stats(s: dict) -> dict:
 
 
 def events(rt, args: list[str], flags: dict, g: dict) -> int:
-    cid = _exactly_one("events", args)
+    cid = args[0]
     sd = _open(rt, cid)
     interval = parse_duration(flags.get("interval", "5s"))
     if interval <= 0:

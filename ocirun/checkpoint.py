@@ -72,10 +72,6 @@ def cmd_checkpoint(rt, args: list[str], flags: dict, g: dict) -> int:
     from . import config, criu
     from .state import PAUSED, RUNNING
 
-    if not args:
-        from .cli import Usage
-
-        raise Usage('"checkpoint" requires exactly 1 argument(s)')
     cid = args[0]
     sd, st = rt.load(cid)
     if st.status not in (RUNNING, PAUSED):
@@ -168,10 +164,6 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
     from .kernel import linux as k
     from .launcher import _connect_console, initial_state, write_pid_file
 
-    if not args:
-        from .cli import Usage
-
-        raise Usage('"restore" requires exactly 1 argument(s)')
     cid = args[0]
     bundle = os.path.abspath(flags.get("bundle") or os.getcwd())
     spec = config.load(bundle)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 
-from . import __version__
 
 # flag name → (aliases, takes a value)
 GLOBAL_FLAGS = {
@@ -114,35 +113,27 @@ MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
     }, ".checkpoint:cmd_restore"),
 }
 
-USAGE = """usage: ocirun [global options] command [command options] [arguments...]
-
-ocirun is an OCI runtime-spec compliant container runtime (runc-compatible CLI).
-
-commands:
-  create      create a container                   start     start a created container
-  run         create and start a container         state     output the state of a container
-  kill        send a signal to the init            delete    delete a container
-  list        list containers                      ps        list the processes in a container
-  exec        run a process in a container         update    change a container's resources
-  pause       suspend all processes                resume    resume all processes
-  events      stats and OOM notifications          inspect   show a container's isolation
-  checkpoint  checkpoint a container with CRIU     restore   restore a container from a checkpoint
-  spec        create a new specification file      features  show the enabled features
-
-global options:
-  --root value         state directory (default: /run/ocirun)
-  --log value          log file (default: stderr)
-  --log-format value   text or json (default: text)
-  --debug              debug logging
-  --systemd-cgroup     use systemd for cgroups (cgroupsPath is slice:prefix:name)
-  --criu value         CRIU binary for checkpoint/restore (default: criu)
-  --rootless value     true, false or auto
-  --version, -v        print the version
-"""
+#: command → (least, most) positional arguments (None: no upper bound), checked as runc checks them
+ARITY = {
+    "create": (1, 1), "run": (1, 1), "start": (1, 1), "state": (1, 1), "delete": (1, 1), "kill": (1, 2),
+    "list": (0, 0), "spec": (0, 0), "features": (0, 0), "update": (1, 1), "pause": (1, 1), "resume": (1, 1),
+    "ps": (1, None), "events": (1, 1), "exec": (1, None), "inspect": (1, 1), "checkpoint": (1, 1),
+    "restore": (1, 1),
+}
+HELP_FLAG = {"help": (("help", "h"), False)}
 
 
 class Usage(Exception):
-    pass
+    """A command line runc would refuse; ``command`` set: its help follows on stdout, as runc prints it."""
+
+    def __init__(self, msg: str, command: str | None = None, prefix: str = "Incorrect Usage."):
+        super().__init__(msg)
+        self.command = command
+        self.prefix = prefix
+
+
+class HelpTopicError(Exception):
+    """``help foo`` or an unknown command: runc's "No help topic" and exit status 3."""
 
 
 def parse_flags(argv: list[str], table: dict, stop_at_positional: bool = False) -> tuple[dict, list[str]]:
@@ -214,20 +205,29 @@ def run_cli(argv: list[str]) -> int:
             i += 1
         g, _ = parse_flags(globals_argv, GLOBAL_FLAGS)
         if g.get("version"):
-            print_version()
+            from .help import program_name, version_text
+
+            sys.stdout.write(version_text(program_name()))
             return 0
         if g.get("help") or i >= len(argv):
-            sys.stdout.write(USAGE)
-            return 0 if g.get("help") else 1
+            return _print_help(None)
         cmd = argv[i]
+        if cmd in ("help", "h"):
+            return _print_help(argv[i + 1] if i + 1 < len(argv) else None)
         if cmd in COMMANDS:
             table, stop = COMMANDS[cmd], False
         elif cmd in MODULE_COMMANDS:
             # exec and ps: flags end at the container id (what follows is the command / ps's options)
             table, stop = MODULE_COMMANDS[cmd][0], cmd in ("exec", "ps")
         else:
-            raise Usage(f"no such command: {cmd}")
-        flags, args = parse_flags(argv[i + 1:], table, stop_at_positional=stop)
+            raise HelpTopicError(cmd)
+        try:
+            flags, args = parse_flags(argv[i + 1:], {**table, **HELP_FLAG}, stop_at_positional=stop)
+        except Usage as e:
+            raise Usage(str(e), cmd, f"Incorrect Usage: {e}") from None
+        if flags.pop("help", False):
+            return _print_help(cmd)
+        _check_arity(cmd, args)
         from .log import Logger
 
         fmt = g.get("log-format", "text")
@@ -236,7 +236,14 @@ def run_cli(argv: list[str]) -> int:
         log = Logger(g.get("log"), fmt, bool(g.get("debug")))
         return dispatch(cmd, flags, args, g, log)
     except Usage as e:
+        if e.command is not None:
+            from .help import command_help, program_name
+
+            sys.stdout.write(f"{e.prefix}\n\n" + command_help(program_name(), e.command, _flags_of(e.command)))
         return _fail(log, f"{e}", usage=True)
+    except HelpTopicError as e:
+        _fail(log, f"No help topic for '{e}'")
+        return 3
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # the edge: one line on stderr and in the log, exit 1
@@ -262,23 +269,37 @@ def _fail(log, msg: str, usage: bool = False) -> int:
     return 1
 
 
-def print_version() -> None:
-    from . import SPEC_VERSION
-
-    lines = [f"ocirun version {__version__}", f"spec: {SPEC_VERSION}",
-             f"python: {sys.version.split()[0]}"]
-    try:
-        from .seccomp import libseccomp_version
-
-        lines.append(f"libseccomp: {libseccomp_version()}")
-    except Exception:
-        pass
-    print("\n".join(lines))
+def _flags_of(cmd: str) -> dict:
+    return COMMANDS[cmd] if cmd in COMMANDS else MODULE_COMMANDS[cmd][0]
 
 
-def _need(args: list[str], n: int, usage: str) -> None:
-    if len(args) < n:
-        raise Usage(f'"{usage}" requires {"exactly " if n == 1 else "at least "}{n} argument(s)')
+def _print_help(topic: str | None) -> int:
+    """The global help, or ``topic``'s (runc's layout: ocirun.help); an unknown topic exits 3."""
+    from .help import command_help, global_help, program_name
+
+    name = program_name()
+    if topic is None:
+        sys.stdout.write(global_help(name, [*COMMANDS, *MODULE_COMMANDS]))
+        return 0
+    if topic in ("help", "h"):
+        sys.stdout.write(f"NAME:\n   {name} help - Shows a list of commands or help for one command\n\n"
+                         f"USAGE:\n   {name} help [command]\n")
+        return 0
+    if topic not in COMMANDS and topic not in MODULE_COMMANDS:
+        raise HelpTopicError(topic)
+    sys.stdout.write(command_help(name, topic, _flags_of(topic)))
+    return 0
+
+
+def _check_arity(cmd: str, args: list[str]) -> None:
+    """runc's checkArgs: the same counts and wording (``"state" requires exactly 1 argument(s)``)."""
+    least, most = ARITY[cmd]
+    if least == most and len(args) != least:
+        raise Usage(f'"{cmd}" requires exactly {least} argument(s)', cmd)
+    if len(args) < least:
+        raise Usage(f'"{cmd}" requires a minimum of {least} argument(s)', cmd)
+    if most is not None and len(args) > most:
+        raise Usage(f'"{cmd}" requires a maximum of {most} argument(s)', cmd)
 
 
 def dispatch(cmd: str, flags: dict, args: list[str], g: dict, log) -> int:
@@ -297,9 +318,7 @@ def dispatch(cmd: str, flags: dict, args: list[str], g: dict, log) -> int:
         __import__(name)
         return getattr(sys.modules[name], func)(rt, args, flags, g)
     if cmd in ("create", "run"):
-        _need(args, 1, f"{cmd} [command options] <container-id>")
         return cmd_create(rt, cmd, args[0], flags, g)
-    _need(args, 1, f"{cmd} <container-id>")
     cid = args[0]
     if cmd == "start":
         rt.start(cid)

@@ -111,10 +111,8 @@ def options_from_flags(args: list[str], flags: dict) -> ExecOptions:
 
 def cmd_exec(rt, args: list[str], flags: dict, g: dict) -> int:
     """CLI entry: ``exec [options] <container-id> <command> [args...]``."""
-    from .cli import Usage, _fail
+    from .cli import _fail
 
-    if not args:
-        raise Usage('"exec" requires a minimum of 1 argument(s)')
     try:
         opts = options_from_flags(args[1:], flags)
         return execute(rt, args[0], opts)

@@ -509,8 +509,6 @@ def cmd_inspect(rt, args: list[str], flags: dict, g: dict) -> int:
     """CLI entry: ``inspect [--format table|json] <container-id>``."""
     from .cli import Usage
 
-    if len(args) != 1:
-        raise Usage('"inspect" requires exactly 1 argument(s)')
     fmt = flags.get("format", "table")
     if fmt not in ("table", "json"):
         raise Usage(f"invalid format option: {fmt}")
