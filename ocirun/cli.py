@@ -393,7 +393,8 @@ def cmd_list(root: str, flags: dict) -> int:
     if fmt == "json":
         from .fastjson import dumps
 
-        sys.stdout.write(dumps([st.to_oci() for st in states]) + "\n")
+        # Go's encoder: compact, and a nil slice (no containers) is null, as `runc list -f json` prints
+        sys.stdout.write((dumps([st.to_oci() for st in states], compact=True) if states else "null") + "\n")
         return 0
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
     rows += [(st.id, str(st.to_oci()["pid"]), st.status, st.bundle, st.created, st.owner)

@@ -60,11 +60,14 @@ _quote = _json.encode_basestring_ascii
 _quote_utf8 = _json.encode_basestring  # json's ensure_ascii=False string encoder
 
 
-def dumps(obj, indent: int | None = None, ensure_ascii: bool = True) -> str:
-    """Serialise dicts, lists, str, int, float, bool and None (what ocirun writes), as json.dumps does."""
+def dumps(obj, indent: int | None = None, ensure_ascii: bool = True, compact: bool = False) -> str:
+    """Serialise dicts, lists, str, int, float, bool and None (what ocirun writes), as json.dumps does.
+
+    ``compact``: no space after ``,`` and ``:``, as Go's encoding/json writes (runc's log lines and
+    `list --format json`, which scripts compare byte for byte)."""
     out: list[str] = []
-    _write(obj, out, indent, 0, _quote if ensure_ascii else _quote_utf8, ", " if indent is None else ",", ": ",
-           False)
+    sep = "," if indent is not None or compact else ", "
+    _write(obj, out, indent, 0, _quote if ensure_ascii else _quote_utf8, sep, ":" if compact else ": ", False)
     return "".join(out)
 
 

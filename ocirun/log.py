@@ -37,7 +37,7 @@ class Logger:
         if self.fmt == "json":
             from .fastjson import dumps
 
-            return dumps({"level": _level_word(level), "msg": msg, "time": now}) + "\n"
+            return dumps({"level": _level_word(level), "msg": msg, "time": now}, compact=True) + "\n"
         return f'time="{now}" level={_level_word(level)} msg="{_escape(msg)}"\n'
 
     def debug(self, msg: str) -> None:
@@ -64,5 +64,5 @@ def _escape(msg: str) -> str:
 def _timestamp() -> str:
     t = time.time()
     lt = time.localtime(t)
-    off = time.strftime("%z", lt)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + f"{off[:3]}:{off[3:]}"
+    off = time.strftime("%z", lt)  # RFC 3339 as Go writes it: "Z" for UTC, else +hh:mm
+    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + ("Z" if off in ("+0000", "-0000") else f"{off[:3]}:{off[3:]}")

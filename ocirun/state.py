@@ -139,7 +139,7 @@ class StateDir:
         return ContainerState(**{k: v for k, v in raw.items() if k in known})
 
     def save(self, st: ContainerState) -> None:
-        write_atomic(self.state_file, fastjson.dumps(st.to_dict()).encode(), 0o600)
+        write_atomic(self.state_file, fastjson.dumps(st.to_dict(), compact=True).encode(), 0o600)
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

@@ -77,7 +77,7 @@ def send(sock, kind: str, fds: list[int] | None = None, **payload) -> None:
     if kind == ERROR:
         payload["msg"] = str(payload.get("msg", ""))[:MAX_ERROR]
     payload["type"] = kind
-    data = dumps(payload).encode()
+    data = dumps(payload, compact=True).encode()
     # MSG_NOSIGNAL: a peer that went away is an EPIPE error here, never a SIGPIPE.
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
             b"".join(fd.to_bytes(_INT, sys.byteorder, signed=True) for fd in fds))] if fds else []
