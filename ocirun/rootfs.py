@@ -38,20 +38,29 @@ class RootfsError(Exception):
 
 
 def prepare_root(root_fd: int, propagation: str | None) -> int:
-    """Stop our mounts from propagating to the host, then bind the rootfs onto itself.
+    """Give ``/`` the config's propagation (rslave by default), then bind the rootfs onto itself.
 
-    pivot_root needs the new root to be a mount point.  Making ``/`` recursively
-    slave (or private, if asked) first keeps host mounts visible but never lets
-    container mounts leak back out, and leaves no shared mount that pivot_root
-    would refuse.  The rootfs is reached only through ``root_fd``, opened before
-    we entered a user namespace (its path may not be traversable from inside).
-    Returns an O_PATH fd of the new bind mount's root.
+    pivot_root needs the new root to be a mount point.  rslave keeps host mounts visible but never
+    lets container mounts leak back out.  A config that asks for ``shared``/``rshared`` (containerd's
+    CRI does, for a volume with Bidirectional propagation) keeps the container's copies of the host's
+    mounts in their peer groups, as runc does, so a mount made under such a volume reaches the host;
+    the mount holding the rootfs is made private first, so the rootfs bind itself (and the container's
+    own mounts on it) never propagates anywhere.  ``unbindable`` variants are applied after
+    pivot_root (ocirun.init): the rootfs could not be bound out of an unbindable mount.  The rootfs
+    is reached only through ``root_fd``, opened before we entered a user namespace (its path may not
+    be traversable from inside).  Returns an O_PATH fd of the new bind mount's root.
     """
-    # shared/unbindable are applied to the new root after pivot_root (ocirun.init): pivot_root
-    # refuses a shared root, and an unbindable / cannot be bound.
-    if propagation not in ("private", "rprivate", "slave", "rslave"):
+    if propagation not in ("private", "rprivate", "slave", "rslave", "shared", "rshared"):
         propagation = "rslave"
     k.mount(None, "/", None, PROPAGATION_ROOTFS[propagation])
+    if propagation in ("shared", "rshared"):
+        # The mount root_fd is on becomes the parent of the bind below: private, so that the bind
+        # does not propagate to its peers (runc's rootfsParentMountPrivate).
+        parent = _mount_root_of(root_fd)
+        try:
+            k.mount_setattr(parent, "", k.AT_EMPTY_PATH, propagation=k.MS_PRIVATE)
+        finally:
+            os.close(parent)
     tree = k.open_tree(root_fd, "", k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | k.AT_RECURSIVE | k.AT_EMPTY_PATH)
     try:
         k.move_mount(tree, "", root_fd, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
@@ -59,6 +68,29 @@ def prepare_root(root_fd: int, propagation: str | None) -> int:
         os.close(tree)
         raise
     return tree
+
+
+def _mount_root_of(fd: int) -> int:
+    """An O_PATH fd of the root of the mount that ``fd`` is on (mount_setattr acts on mount roots only).
+
+    Walks up by ``..`` while the mount id (``mnt_id`` of /proc/self/fdinfo) stays the same."""
+    cur = os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    mnt = _mount_id(cur)
+    while True:
+        up = os.open("..", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=cur)
+        if _mount_id(up) != mnt or os.path.samestat(os.fstat(up), os.fstat(cur)):
+            os.close(up)
+            return cur
+        os.close(cur)
+        cur = up
+
+
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+        for line in f:
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(f"no mnt_id for fd {fd}")
 
 
 def do_mount(rootfd: int, op: MountOp, userns: bool) -> None:

@@ -152,7 +152,7 @@ EXPECTED_ERRORS = {
     'config-linux-seccomp-empty-names.json': 'linux.seccomp.syscalls[0].names: [] has fewer than 1 item',
     'config-linux-seccomp-metadata-without-listener.json': 'linux.seccomp.listenerPath: is required when listenerMetadata is set',
     'config-linux-seccomp-errnoRet-negative.json': 'linux.seccomp.syscalls[0].errnoRet: -1 is less than the minimum of 0',
-    'config-linux-rootfsPropagation-bad.json': 'linux.rootfsPropagation: "bogus" is not one of ["private", "shared", "slave", "unbindable"]',
+    'config-linux-rootfsPropagation-bad.json': 'linux.rootfsPropagation: "bogus" is not one of ["private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave", "runbindable"]',
     'config-linux-maskedPaths-relative.json': 'linux.maskedPaths[0]: "proc/kcore" is not an absolute path',
     'config-linux-readonlyPaths-not-array.json': 'linux.readonlyPaths: "/proc/sys" is not of type "array"',
     'config-linux-mountLabel-number.json': 'linux.mountLabel: 1 is not of type "string"',
