@@ -525,18 +525,16 @@ def _handshake(rt, sock, stage: int, mgr, sub_dirs, process, early_return: bool,
     ready = False
     while True:
         try:
-            msg, extra = sync.recv(sock)
+            msg, _ = sync.recv(sock)  # no message to us carries fds: recv refuses (and closes) any
+        except sync.PeerError as e:
+            raise ExecFailed(f"unable to start container process: {e}") from None
         except (sync.ProtocolError, ConnectionResetError) as e:
             if final is not None and ready:
                 return final  # EOF after READY: execve closed the stage's socket
             if final is not None:
                 raise ExecFailed("unable to start container process: the process exited before exec") from None
             raise ExecFailed(f"unable to start container process: {e}") from None
-        for fd in extra:
-            os.close(fd)
         kind = msg["type"]
-        if kind == sync.ERROR:
-            raise ExecFailed(f"unable to start container process: {msg['msg']}")
         if kind == sync.WARNING:
             rt.log.warning(msg["msg"])
         elif kind == sync.PID:

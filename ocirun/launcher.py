@@ -140,10 +140,11 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         except OSError:
             pass  # the init failed already: its ERROR (or EOF) is next in the queue
         while True:
-            msg, _ = sync.recv(sock)
+            try:
+                msg, _ = sync.recv(sock)  # no message to us carries fds: recv refuses (and closes) any
+            except sync.PeerError as e:
+                raise (HookError if e.payload.get("hook") else InitError)(str(e)) from None
             kind = msg["type"]
-            if kind == sync.ERROR:
-                raise (HookError if msg.get("hook") else InitError)(msg["msg"])
             if kind == sync.WARNING:
                 log.warning(msg["msg"])
             elif kind == sync.USERNS_READY:

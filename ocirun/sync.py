@@ -25,7 +25,12 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
       ◀──────────────────── READY ──────────
       (state.json written; create returns)    blocks in accept() on exec.sock
 
-Any step may answer ERROR {msg} instead; the parent prints it with context.
+Any step may answer ERROR {msg} instead; :func:`recv` raises it as :class:`PeerError`, and the
+parent prints it with context.
+
+Only CONFIG carries fds, and it says how many (``nfds``): :func:`recv` closes every fd that
+arrives otherwise (a message that carries none, more than announced, or a truncated control
+message) and raises, so none leaks into a stage that never looks at it and none is lost unnoticed.
 """
 from __future__ import annotations
 
@@ -59,12 +64,25 @@ ERROR = "error"
 WARNING = "warning"
 
 MESSAGES = {CONFIG, CGROUP_JOINED, USERNS_READY, USERNS_MAPPED, PID, CGROUP_DONE, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
+#: the messages that may carry fds (the count travels in the message as ``nfds``)
+FD_MESSAGES = {CONFIG}
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_ERROR = 4096
+#: fds per message: the kernel's SCM_MAX_FD (sendmsg refuses more), so a receive buffer this size
+#: is never what truncates a message (a full fd table still can: MSG_CTRUNC)
+MAX_FDS = 253
 
 
 class ProtocolError(Exception):
     pass
+
+
+class PeerError(ProtocolError):
+    """The peer answered ERROR: ``str()`` is its message as it sent it, ``payload`` the whole message."""
+
+    def __init__(self, payload: dict):
+        super().__init__(str(payload.get("msg", "")))
+        self.payload = payload
 
 
 def pair() -> tuple:
@@ -76,6 +94,12 @@ def send(sock, kind: str, fds: list[int] | None = None, **payload) -> None:
         raise ProtocolError(f"unknown message {kind!r}")
     if kind == ERROR:
         payload["msg"] = str(payload.get("msg", ""))[:MAX_ERROR]
+    if fds:
+        if kind not in FD_MESSAGES:
+            raise ProtocolError(f"message {kind} carries no file descriptors")
+        if len(fds) > MAX_FDS:
+            raise ProtocolError(f"message {kind}: {len(fds)} file descriptors, at most {MAX_FDS}")
+        payload["nfds"] = len(fds)
     payload["type"] = kind
     data = dumps(payload, compact=True).encode()
     # MSG_NOSIGNAL: a peer that went away is an EPIPE error here, never a SIGPIPE.
@@ -85,26 +109,59 @@ def send(sock, kind: str, fds: list[int] | None = None, **payload) -> None:
 
 
 def recv(sock, expect: str | None = None) -> tuple[dict, list[int]]:
-    """Receive one message; raise ProtocolError on EOF, an unexpected type, or ERROR when expecting."""
-    fds: list[int] = []
+    """Receive one message and the fds it carries.
+
+    Raises :class:`PeerError` on ERROR; :class:`ProtocolError` on EOF, an unknown type, a type
+    other than ``expect`` (when given), a truncated control message (MSG_CTRUNC: the kernel
+    dropped fds), or fds that the message does not announce (all that arrived are closed first).
+    WARNING is returned only when ``expect`` is None: a caller waiting for one step must not
+    take a warning for it.
+    """
     try:
-        data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16 * _INT))
+        data, anc, flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * _INT))
     except ConnectionResetError:
         # The peer exited with a message of ours unread (a stage that failed before CGROUP_JOINED):
         # SEQPACKET reports that reset first, then still delivers what the peer sent before it went.
-        data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16 * _INT))
+        data, anc, flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * _INT))
+    fds: list[int] = []
     for level, typ, cdata in anc:
         if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
             fds += [int.from_bytes(cdata[i:i + _INT], sys.byteorder, signed=True)
                     for i in range(0, len(cdata) - len(cdata) % _INT, _INT)]
+    try:
+        msg = _check(data, flags, len(fds), expect)
+    except BaseException:
+        _close(fds)
+        raise
+    return msg, fds
+
+
+def _check(data: bytes, flags: int, nfds: int, expect: str | None) -> dict:
+    """The message in ``data``, or the ProtocolError it is (``recv`` closes the fds then)."""
+    if flags & socket.MSG_CTRUNC:
+        raise ProtocolError(f"message truncated (MSG_CTRUNC): file descriptors were dropped, "
+                            f"{nfds} arrived")
+    if flags & socket.MSG_TRUNC:
+        raise ProtocolError(f"message truncated (MSG_TRUNC): larger than {MAX_MESSAGE} bytes")
     if not data:
         raise ProtocolError("init stage exited without reporting")
     msg = loads(data)
-    kind = msg.get("type")
+    kind = msg.get("type") if isinstance(msg, dict) else None
     if kind not in MESSAGES:
-        for fd in fds:
-            os.close(fd)
         raise ProtocolError(f"unknown message {kind!r}")
-    if expect is not None and kind not in (expect, ERROR, WARNING):
+    if kind == ERROR:  # the peer's own words beat any fault of the message that carries them
+        raise PeerError(msg)
+    announced = msg.pop("nfds", 0) if kind in FD_MESSAGES else 0
+    if nfds != announced:
+        raise ProtocolError(f"message {kind}: {nfds} file descriptors arrived, {announced} expected")
+    if expect is not None and kind != expect:
         raise ProtocolError(f"expected {expect}, got {kind}")
-    return msg, fds
+    return msg
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
