@@ -78,7 +78,7 @@ def cmd_checkpoint(rt, args: list[str], flags: dict, g: dict) -> int:
         raise NotRunning()
     binary = criu.find_binary(g.get("criu"))
     criu.check(binary)
-    spec = config.Spec.parse(config.read_json(os.path.join(st.bundle, "config.json"), "config file"), st.bundle)
+    spec = config.Spec.parse(sd.load_config(), st.bundle)  # the container's, whatever the bundle holds now
     image = os.path.abspath(flags.get("image-path") or os.path.join(os.getcwd(), "checkpoint"))
     work = flags.get("work-path")
     image_fd = _dir_fd(image)
@@ -195,6 +195,7 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
     image_fd = work_fd = None
     restored = {}
     try:
+        sd.save_config(spec.raw)  # as create keeps it: exec, checkpoint, inspect read this, never the bundle
         if flags.get("console-socket"):
             console_fd = _connect_console(flags["console-socket"])
         from . import cgroups

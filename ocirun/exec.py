@@ -3,8 +3,9 @@
     ocirun exec (this module)                exec stage (ocirun.exec_init, python -I -S)
     ─────────────────────────                ───────────────────────────────────────────
     load the state; refuse stopped, paused
-    the process: --process FILE, or
-      config.json's process + flags
+    the process: --process FILE, or the
+      kept config's process + flags
+      (<root>/<id>/config.json, from create)
     compile seccomp; open /proc/<init>/ns/*
     spawn the stage
     ── CONFIG {process, namespaces} + fds ───▶
@@ -129,8 +130,8 @@ def build_process(opts: ExecOptions, conf: dict | None) -> dict:
     """The process object to run: the --process file as is, or config.json's process with the flags
     applied (runc's getProcess).  Checked as runc checks it, then against the process schema.
 
-    ``conf``: the container's config.json, parsed (:func:`_read_config`); used only without --process,
-    and left unchanged (its process is copied before the flags are applied)."""
+    ``conf``: the container's config as create kept it (ocirun.state.StateDir.load_config); used only
+    without --process, and left unchanged (its process is copied before the flags are applied)."""
     from . import schema
 
     if opts.process_file:
@@ -285,15 +286,14 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
     # check the process and the seccomp profile; killed and reaped if we stop before handing it over.
     init = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     try:
-        # config.json is read once, for the process and the seccomp profile: here when the process comes
-        # from it (not without args: "process args cannot be empty" wins), else in _container_seccomp,
-        # after the checks below; so a missing or bad file fails where, and as, it always did.
-        conf = _read_config(st.bundle) if opts.args and not opts.process_file else None
+        # The config create used, kept in the state dir: never the bundle's config.json, which may have
+        # been edited (a process without the container's seccomp filter) or removed since.
+        conf = sd.load_config()
         raw = build_process(opts, conf)
         terminal = bool(raw.get("terminal"))
         check_terminal(terminal, opts.detach, opts.console_socket)
         subs = parse_sub_cgroups(opts.cgroups)
-        seccomp_wire, from_config = _container_seccomp(st, rt.log, conf)
+        seccomp_wire, from_config = _container_seccomp(conf, rt.log)
     except BaseException:
         launcher.discard_init(*init)
         raise
@@ -301,25 +301,11 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
                    init=init)
 
 
-def _read_config(bundle: str) -> dict:
-    """The container's config.json, parsed (the state keeps neither its process nor its seccomp
-    profile): read once per exec, shared by :func:`build_process` and :func:`_container_seccomp`."""
-    from .config import read_json
-
-    return read_json(os.path.join(bundle, "config.json"), "config file")
-
-
-def _container_seccomp(st, log, conf: dict | None = None) -> tuple[dict | None, dict]:
+def _container_seccomp(conf: dict, log) -> tuple[dict | None, dict]:
     """The container's seccomp profile, compiled, and the stage options that also come from the
-    container's config.json (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so
-    the exec'd process gets it set, as runc does).  The state keeps neither: from ``conf`` (config.json
-    as :func:`execute` already read it), else read from the bundle here (an exec'd process gets the
-    container's filter, as with runc)."""
-    if conf is None:
-        try:
-            conf = _read_config(st.bundle)
-        except OciError as e:
-            raise ExecFailed(f"cannot read the container's seccomp profile: {e}") from None
+    container's config (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so the
+    exec'd process gets it set, as runc does).  ``conf`` is the config create kept, so an exec'd
+    process gets the container's filter whatever the bundle holds now (runc keeps it in state.json)."""
     linux = conf.get("linux") or {}
     options = {}
     if linux.get("memoryPolicy") is not None:

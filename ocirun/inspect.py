@@ -39,7 +39,7 @@ def inspect(root: str, cid: str, proc: str = "/proc") -> dict:
     """Everything `inspect` reports about container ``cid`` under state root ``root``."""
     sd = StateDir(root, cid)
     st = refresh(sd, sd.load(), proc)
-    conf = _config(st.bundle)
+    conf = _config(sd)
     out: dict = {
         "inspectVersion": INSPECT_VERSION,
         "id": st.id, "status": st.status, "pid": st.pid if st.status != STOPPED else 0,
@@ -66,15 +66,15 @@ def inspect(root: str, cid: str, proc: str = "/proc") -> dict:
     out["maskedPaths"] = [_masked(p, mounts, st.pid, proc) for p in linux.get("maskedPaths") or []]
     out["readonlyPaths"] = [_readonly(p, mounts, st.pid, proc) for p in linux.get("readonlyPaths") or []]
     if not conf:
-        out["notes"].append(f"config.json of bundle {st.bundle} is unreadable: configured values not shown")
+        out["notes"].append(f"no saved config for the container ({sd.config_file}: created by an older "
+                            f"ocirun?): configured values not shown")
     return out
 
 
-def _config(bundle: str) -> dict:
-    from .config import read_json
-
+def _config(sd: StateDir) -> dict:
+    """The config create used (kept in the state dir): the bundle's may have changed since."""
     try:
-        return read_json(os.path.join(bundle, "config.json"), "config file")
+        return sd.load_config()
     except OciError:
         return {}
 

@@ -86,6 +86,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
     console_fd = pidfd_sock = None
     try:
         st = initial_state(spec, sd.id, opts.bundle, rootless=opts.rootless, systemd_cgroup=opts.systemd_cgroup)
+        sd.save_config(spec.raw)  # what the init gets in CONFIG below; later commands read only this
         seccomp_wire = _compile_seccomp(spec, log)
         console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
         if opts.pidfd_socket:

@@ -16,6 +16,7 @@ from .errors import ContainerNotFound, InvalidIdError
 
 DEFAULT_ROOT = "/run/ocirun"
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"  # the config as `create` used it: what every later command reads, never the bundle's
 LOCK_FILE = "lock"
 START_SOCKET = "exec.sock"  # the created init waits in accept() on it; `start` connects
 MAX_ID_LEN = 1024
@@ -111,6 +112,10 @@ class StateDir:
         return os.path.join(self.path, STATE_FILE)
 
     @property
+    def config_file(self) -> str:
+        return os.path.join(self.path, CONFIG_FILE)
+
+    @property
     def start_socket(self) -> str:
         return os.path.join(self.path, START_SOCKET)
 
@@ -140,6 +145,37 @@ class StateDir:
 
     def save(self, st: ContainerState) -> None:
         write_atomic(self.state_file, fastjson.dumps(st.to_dict(), compact=True).encode(), 0o600)
+
+    # -- config.json: the config create used ---------------------------------------------------------
+    def save_config(self, raw: dict) -> None:
+        """Keep the validated config (with create's own additions) for `exec`, `checkpoint`, `inspect`:
+        the bundle's config.json may be edited or removed once the container exists, and a process
+        started later must get the container's seccomp filter and capabilities, not the file's new
+        ones.  0600 like state.json (a config can hold secrets in its env), in the 0711 state dir."""
+        write_atomic(self.config_file, fastjson.dumps(raw).encode(), 0o600)
+
+    def load_config(self) -> dict:
+        """The config kept by :meth:`save_config` (never parsed by state/kill/delete/start).
+
+        A container made by an ocirun that kept none is refused, not served from the bundle: that
+        file is exactly what may no longer be the container's config."""
+        from .errors import ConfigError
+
+        try:
+            with open(self.config_file, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise ConfigError(f"container {self.id} has no saved config ({self.config_file}): it was created "
+                              f"by an older ocirun; recreate it") from None
+        except OSError as e:
+            raise ConfigError(f"container {self.id}: saved config {self.config_file}: {e.strerror}") from None
+        try:
+            raw = fastjson.loads(data)
+        except ValueError as e:
+            raise ConfigError(f"container {self.id}: saved config {self.config_file}: invalid JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"container {self.id}: saved config {self.config_file}: expected a JSON object")
+        return raw
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

@@ -1,6 +1,7 @@
-"""`exec` reads the container's config.json once, and a missing one fails where and as it always did:
-unwrapped when the process comes from it, as the seccomp profile's otherwise, and after the checks on
-a --process file.  The stage and the launch are faked: no root, no container."""
+"""`exec` takes the process, the seccomp profile and linux.memoryPolicy from the config create kept in
+the state dir (<root>/<id>/config.json), never from the bundle's config.json; a container made by an
+ocirun that kept none is refused with one line naming the file.  The stage and the launch are faked:
+no root, no container."""
 import json
 import os
 from types import SimpleNamespace
@@ -9,6 +10,7 @@ import pytest
 
 from ocirun import config, exec as ex, launcher
 from ocirun.errors import ConfigError, OciError
+from ocirun.state import StateDir
 
 PROCESS = {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}, "env": ["A=1"]}
 
@@ -20,9 +22,13 @@ class _Log:
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    """execute() with a fake stage and launch; records config.json reads, discards and the launch."""
+    """execute() with a fake stage and launch; records read_json reads (the bundle's config.json or a
+    --process file), discards and the launch."""
     rec = SimpleNamespace(reads=[], discarded=0, launched=None, bundle=str(tmp_path / "bundle"))
     os.mkdir(rec.bundle)
+    os.mkdir(tmp_path / "root")
+    sd = StateDir(str(tmp_path / "root"), "c")
+    os.mkdir(sd.path, 0o711)
     real = config.read_json
 
     def read_json(path, what):
@@ -41,58 +47,65 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.setattr(launcher, "discard_init", discard)
     monkeypatch.setattr(ex, "_launch", launch)
     st = SimpleNamespace(status="running", pid=1, bundle=rec.bundle)
-    rec.rt = SimpleNamespace(load=lambda cid: (None, st), log=_Log())
+    rec.sd = sd
+    rec.rt = SimpleNamespace(load=lambda cid: (sd, st), log=_Log())
     rec.write = lambda name, obj: (tmp_path / "bundle" / name).write_text(json.dumps(obj))
     return rec
 
 
-def test_config_json_is_read_once_for_the_process_and_the_memory_policy(fake):
-    fake.write("config.json", {"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
+def test_the_kept_config_gives_the_process_and_the_memory_policy_not_the_bundle(fake):
+    fake.sd.save_config({"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
+    fake.write("config.json", {"process": dict(PROCESS, env=["EDITED=1"]), "linux": {}})
     assert ex.execute(fake.rt, "c", ex.ExecOptions(args=["true"], env=["B=2"])) == 0
-    assert fake.reads == ["config.json"]
+    assert fake.reads == []
     assert fake.launched.raw["args"] == ["true"] and fake.launched.raw["env"] == ["A=1", "B=2"]
     assert fake.launched.from_config == {"memory_policy": {"mode": "MPOL_BIND"}}
     assert fake.launched.seccomp is None
 
 
-def test_with_a_process_file_config_json_is_still_read_once(fake, tmp_path):
-    fake.write("config.json", {"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
+def test_with_a_process_file_the_container_options_still_come_from_the_kept_config(fake):
+    fake.sd.save_config({"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
     fake.write("p.json", dict(PROCESS, args=["id"]))
     opts = ex.ExecOptions(process_file=os.path.join(fake.bundle, "p.json"))
     assert ex.execute(fake.rt, "c", opts) == 0
-    assert sorted(fake.reads) == ["config.json", "p.json"]
+    assert fake.reads == ["p.json"]
     assert fake.launched.raw["args"] == ["id"]
     assert fake.launched.from_config == {"memory_policy": {"mode": "MPOL_BIND"}}
 
 
-def test_missing_config_json_fails_unwrapped_when_the_process_comes_from_it(fake):
+def test_the_kept_config_is_private_to_root(fake):
+    fake.sd.save_config({"process": PROCESS})
+    assert os.stat(fake.sd.config_file).st_mode & 0o777 == 0o600
+    assert fake.sd.load_config() == {"process": PROCESS}
+
+
+@pytest.mark.parametrize("process_file", [False, True])
+def test_a_container_without_a_kept_config_is_refused_not_served_from_the_bundle(fake, process_file):
+    """Made by an older ocirun: the bundle's file is exactly what may no longer be the container's."""
+    fake.write("config.json", {"process": PROCESS})
+    fake.write("p.json", PROCESS)
+    opts = (ex.ExecOptions(process_file=os.path.join(fake.bundle, "p.json")) if process_file
+            else ex.ExecOptions(args=["true"]))
     with pytest.raises(ConfigError) as e:
-        ex.execute(fake.rt, "c", ex.ExecOptions(args=["true"]))
-    assert not isinstance(e.value, ex.ExecFailed)
-    assert str(e.value) == f"config file {fake.bundle}/config.json: no such file or directory"
+        ex.execute(fake.rt, "c", opts)
+    assert str(e.value) == (f"container c has no saved config ({fake.sd.path}/config.json): it was created "
+                            f"by an older ocirun; recreate it")
+    assert "config.json" not in fake.reads
     assert fake.discarded == 1 and fake.launched is None
 
 
-def test_missing_config_json_fails_as_the_seccomp_profile_with_a_process_file(fake):
-    fake.write("p.json", PROCESS)
-    with pytest.raises(ex.ExecFailed) as e:
-        ex.execute(fake.rt, "c", ex.ExecOptions(process_file=os.path.join(fake.bundle, "p.json")))
-    assert str(e.value) == (f"cannot read the container's seccomp profile: config file "
-                            f"{fake.bundle}/config.json: no such file or directory")
+def test_missing_args_are_refused(fake):
+    fake.sd.save_config({"process": PROCESS})
+    with pytest.raises(ex.ExecFailed, match="^process args cannot be empty$"):
+        ex.execute(fake.rt, "c", ex.ExecOptions())
     assert fake.discarded == 1
 
 
-def test_missing_args_win_over_a_missing_config_json(fake):
-    with pytest.raises(ex.ExecFailed, match="^process args cannot be empty$"):
-        ex.execute(fake.rt, "c", ex.ExecOptions())
-    assert fake.reads == []
-
-
-def test_process_file_checks_win_over_a_missing_config_json(fake):
+def test_process_file_checks(fake):
+    fake.sd.save_config({"process": PROCESS})
     fake.write("p.json", dict(PROCESS, terminal=True))
     opts = ex.ExecOptions(process_file=os.path.join(fake.bundle, "p.json"), detach=True)
     with pytest.raises(OciError, match="cannot allocate tty if runc will detach"):
         ex.execute(fake.rt, "c", opts)
     with pytest.raises(ex.ExecFailed, match="invalid --cgroup argument"):
         ex.execute(fake.rt, "c", ex.ExecOptions(process_file=opts.process_file, cgroups=["a:b:c"]))
-    assert "config.json" not in fake.reads
