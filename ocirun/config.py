@@ -258,7 +258,26 @@ def read_json(path: str, what: str) -> dict:
         raise ConfigError(f"{what} {path}: invalid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path}: expected a JSON object")
+    if b"null" in text:
+        drop_nulls(data)
     return data
+
+
+def drop_nulls(obj) -> None:
+    """Remove every object member whose value is ``null``, at any depth, in place.
+
+    runc decodes with Go's encoding/json, where ``null`` leaves a pointer, slice or map unset: to runc
+    (and crun) ``"seccomp": null`` is no seccomp key at all.  Engines write such configs, so ocirun reads
+    them the same way rather than refusing what runc runs.  A ``null`` inside an array is kept, for the
+    schema to refuse (Go would make it an empty string or a zero object, which no field wants)."""
+    if isinstance(obj, dict):
+        for key in [k for k, v in obj.items() if v is None]:
+            del obj[key]
+        for v in obj.values():
+            drop_nulls(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            drop_nulls(v)
 
 
 def load(bundle: str) -> Spec:

@@ -20,12 +20,27 @@ def test_prepare_root_makes_host_mounts_slave_then_clones_the_rootfs(monkeypatch
 
 
 @pytest.mark.parametrize("prop,expected", [("rprivate", k.MS_PRIVATE | k.MS_REC), ("slave", k.MS_SLAVE),
-                                           ("shared", k.MS_SLAVE | k.MS_REC), ("unbindable", k.MS_SLAVE | k.MS_REC)])
+                                           ("unbindable", k.MS_SLAVE | k.MS_REC), (None, k.MS_SLAVE | k.MS_REC)])
 def test_root_propagation_before_pivot(monkeypatch, prop, expected):
-    """shared/unbindable cannot be set before pivot_root: the host side stays slave, init applies them after."""
+    """unbindable cannot be set before pivot_root (the rootfs could not be bound): / stays rslave, init
+    applies it after; the private and slave forms go on / at once."""
     fk = FakeKernel(monkeypatch)
     rootfs.prepare_root(7, prop)
     assert fk.of("mount")[0] == (None, "/", None, expected)
+    assert not fk.of("mount_setattr")
+
+
+@pytest.mark.parametrize("prop", ["shared", "rshared"])
+def test_shared_root_keeps_peers_but_the_rootfs_parent_goes_private(monkeypatch, prop):
+    """runc's order: / shared as asked, then the mount holding the rootfs private, then the bind."""
+    fk = FakeKernel(monkeypatch)
+    monkeypatch.setattr(rootfs, "_mount_root_of", lambda fd: 99)
+    monkeypatch.setattr(rootfs.os, "close", lambda fd: None)
+    rootfs.prepare_root(7, prop)
+    assert fk.of("mount")[0] == (None, "/", None, k.MS_SHARED | (k.MS_REC if prop == "rshared" else 0))
+    assert [n for n in fk.names() if n in ("mount", "mount_setattr", "open_tree")] == \
+        ["mount", "mount_setattr", "open_tree"]
+    assert fk.of("mount_setattr")[0][0] == 99
 
 
 def test_bind_mount_sets_attributes_while_detached(monkeypatch, tmp_path):
