@@ -28,6 +28,8 @@ except ImportError:  # pragma: no cover
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_NAME, RUNTIME_PATH = probe.resolve_runtime()
 RUNTIME_KIND = probe.runtime_kind(RUNTIME_NAME)
+#: the host guard of tests/hostguard.py, also when this suite runs alone
+pytest_plugins = ("tests.hostguard",)
 
 
 def pytest_configure(config):

@@ -1,7 +1,10 @@
-"""Shared test configuration: the `root` marker skips real-kernel tests for non-root users."""
+"""Shared test configuration: the `root` marker skips real-kernel tests for non-root users, and the
+host guard (tests/hostguard.py) fails a run that leaves the host different from how it found it."""
 import os
 
 import pytest
+
+pytest_plugins = ("tests.hostguard",)
 
 
 def pytest_collection_modifyitems(config, items):
