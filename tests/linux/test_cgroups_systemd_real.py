@@ -1,12 +1,14 @@
 """The systemd cgroup driver against a real systemd (root).
 
 This VM does not boot systemd (PID 1 is another init), so the module boots one: /usr/lib/systemd/systemd
-as PID 1 of new pid, mount, cgroup, uts and ipc namespaces, with a fresh tmpfs on /run, the host's cgroup
-hierarchies mounted again inside (so they are rooted at a test cgroup ``ocirun-sdtest-<pid>``) and a default
-target that pulls in nothing.  ocirun runs through ``nsenter`` into those namespaces, exactly as it would
-on a systemd host: it finds /run/systemd/system, talks to /run/systemd/private, and its init's pid is one
-systemd can see.  From the host the scope's cgroup is ``<hierarchy>/ocirun-sdtest-<pid>/system.slice/<unit>``.
-Teardown: ``systemctl exit``, then every test cgroup directory is removed (deepest first).
+as PID 1 of new pid, mount, cgroup, uts and ipc namespaces, with a fresh tmpfs on /run, a fresh tmpfs on
+/sys/fs/cgroup with the host's cgroup hierarchies mounted in it again (so they are rooted at a test cgroup
+``ocirun-sdtest-<pid>``; systemd remounts that tmpfs read-only and adds directories to it, which must not
+reach the host's) and a default target that pulls in nothing.  ocirun runs through ``nsenter`` into those
+namespaces, exactly as it would on a systemd host: it finds /run/systemd/system, talks to
+/run/systemd/private, and its init's pid is one systemd can see.  From the host the scope's cgroup is
+``<hierarchy>/ocirun-sdtest-<pid>/system.slice/<unit>``.  Teardown: ``systemctl exit``, then every test
+cgroup directory is removed (deepest first).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import uuid
 
 import pytest
 
+from ocirun import mountinfo
 from ocirun.cgroups.paths import parse_mountinfo
 
 from ..procutil import run_to_files
@@ -46,6 +49,13 @@ def _host_mounts():
         return [m for m in parse_mountinfo(f.read()) if m.mountpoint.startswith(CG)]
 
 
+def _cgroup_fs_state() -> tuple:
+    """The host's /sys/fs/cgroup as the systemd under test must leave it: its entries, its
+    superblock (device) and whether it is read-only."""
+    top = [m for m in mountinfo.read() if m.mountpoint == CG][-1]
+    return sorted(os.listdir(CG)), top.device, bool(os.statvfs(CG).f_flag & os.ST_RDONLY)
+
+
 def _systemd_is_pid1() -> bool:
     return os.path.isdir("/run/systemd/system")
 
@@ -56,6 +66,7 @@ class SystemdNS:
     def __init__(self, workdir: str, writable: str):
         self.name = f"ocirun-sdtest-{os.getpid()}"
         self.mounts = _host_mounts()
+        self.host_cgroup_fs = _cgroup_fs_state()
         self.dirs = sorted({os.path.join(m.mountpoint, self.name) for m in self.mounts})
         self.log = open(os.path.join(workdir, "systemd.log"), "w+")
         self.pid = None
@@ -65,15 +76,23 @@ class SystemdNS:
                 for f in ("cpuset.cpus", "cpuset.mems"):
                     with open(os.path.join(os.path.dirname(d), f)) as src, open(os.path.join(d, f), "w") as dst:
                         dst.write(src.read().strip())
-        remount = []
+        # systemd sets /sys/fs/cgroup up and then remounts it read-only, which changes the
+        # superblock: the host's tmpfs, shared even by a private mount namespace, would become
+        # read-only and keep the controller directories systemd makes.  So it gets a tmpfs of its
+        # own, with the host's hierarchies mounted in it again (inside the cgroup namespace, so
+        # rooted at the test cgroup).  Only a pure-v2 host mounts cgroup2 at /sys/fs/cgroup itself.
+        cgroup_fs = []
+        if any(m.mountpoint != CG for m in self.mounts):
+            cgroup_fs.append(f"mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs {CG}")
         for m in self.mounts:
             if m.fstype == "cgroup2":
-                remount.append(f"umount {m.mountpoint} && mount -t cgroup2 cgroup2 {m.mountpoint}")
+                mount = "mount -t cgroup2 cgroup2"
             else:
                 opts = ",".join(m.controllers)
                 if all(c.startswith("name=") for c in m.controllers):
                     opts = "none," + opts
-                remount.append(f"umount {m.mountpoint} && mount -t cgroup -o {opts} cgroup {m.mountpoint}")
+                mount = f"mount -t cgroup -o {opts} cgroup"
+            cgroup_fs.append(f"mkdir -p {m.mountpoint} && {mount} {m.mountpoint}")
         inner = "\n".join([
             "set -e",
             "mount -t proc proc /proc",
@@ -93,7 +112,7 @@ class SystemdNS:
             " > /run/systemd/system/dbus.service",
             f"mount --bind {writable} {writable}",
             "mount -o remount,bind,ro /",
-            *remount,
+            *cgroup_fs,
             f"exec env -i container=ocirun-test PATH=/usr/sbin:/usr/bin:/sbin:/bin {SYSTEMD} --system "
             "--unit=ocirun-test.target --log-target=console --show-status=0",
         ])
@@ -353,6 +372,21 @@ def test_the_test_systemd_cannot_touch_the_host(sd, tmp_path):
     assert r.returncode != 0 and "masked" in r.stderr
     active = sd.run("systemctl", "list-units", "--state=active", "--no-legend", "--plain").stdout.split("\n")
     assert [u for u in active if ".service" in u or ".socket" in u or ".timer" in u] == []
+
+
+def test_the_test_systemd_has_a_cgroup_tmpfs_of_its_own(sd):
+    """systemd remounts /sys/fs/cgroup read-only once it has set it up, and makes the controller
+    directories it wants (``cpu,cpuacct``, ``net_cls,net_prio`` and their symlinks, ``hugetlb``...).
+    A remount changes the superblock, which a bind or a private mount namespace still shares: with
+    the host's tmpfs, the host's /sys/fs/cgroup became read-only and got those entries (issue 11).
+    Its own tmpfs takes all of it, with the host's hierarchies mounted in it again."""
+    inside = [m for m in mountinfo.read(f"/proc/{sd.pid}/mountinfo") if m.mountpoint == CG][-1]
+    entries, device, readonly = _cgroup_fs_state()
+    assert inside.fstype == "tmpfs" and inside.device != device
+    assert (entries, device, readonly) == sd.host_cgroup_fs
+    assert readonly is False
+    r = sd.run("ls", CG)
+    assert r.returncode == 0 and {os.path.basename(m.mountpoint) for m in sd.mounts} <= set(r.stdout.split())
 
 
 def test_through_the_system_bus(sd, soci):
