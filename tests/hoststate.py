@@ -105,7 +105,8 @@ class Context:
     program_names: tuple[str, ...] = ("ocirun",)
     #: ... or these words in its command line: ocirun's init stage (``python -I -S -c ...``)
     cmdline_markers: tuple[str, ...] = ("from ocirun.init import",)
-    #: a new process in a cgroup whose path contains one of these is a test container's
+    #: a new process in a cgroup whose path contains one of these is a test container's (and an
+    #: idle cgroup so named that goes away was an earlier run's leftover)
     cgroup_markers: tuple[str, ...] = ("ocirun",)
     #: mounts that were there at the start and may go: under pytest's temporary root, which
     #: pytest itself prunes (earlier runs' directories)
@@ -362,6 +363,8 @@ def _cgroup_lines(before: Snapshot, after: Snapshot, ours: set[int], ctx: Contex
             continue
         if set().union(*(before.cgroups[p] for p in gone if p == path or p.startswith(path + "/"))):
             continue        # it held processes, which exited, and their manager removed it
+        if any(m in path for m in ctx.cgroup_markers):
+            continue        # a test cgroup an earlier run left, which this one's cleanup removed
         lines.append(f"cgroup removed: {CGROUP_ROOT}/{path} (was empty)")
     return lines
 
