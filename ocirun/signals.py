@@ -26,7 +26,7 @@ SIGRTMAX = 64
 def parse_signal(text: str) -> int:
     if text.isdigit():
         num = int(text)
-        if 0 < num <= SIGRTMAX:
+        if 0 <= num <= SIGRTMAX:  # 0 sends nothing: `kill ID 0` only checks that the init is alive
             return num
         raise UsageError(f"unknown signal {text!r}")
     name = text.upper()

@@ -132,12 +132,13 @@ def test_flag_spellings():
 
 
 @pytest.mark.parametrize("text,num", [("9", 9), ("KILL", 9), ("SIGKILL", 9), ("sigterm", 15), ("usr1", 10),
-                                      ("RTMIN", 34), ("RTMIN+3", 37), ("SIGRTMAX-1", 63)])
+                                      ("RTMIN", 34), ("RTMIN+3", 37), ("SIGRTMAX-1", 63),
+                                      ("0", 0)])  # 0: runc's `kill ID 0`, a liveness check
 def test_signal_spellings(text, num):
     assert parse_signal(text) == num
 
 
-@pytest.mark.parametrize("bad", ["0", "65", "NOPE", "RTMIN+40", "RTMIN-1"])
+@pytest.mark.parametrize("bad", ["-1", "65", "NOPE", "RTMIN+40", "RTMIN-1"])
 def test_bad_signals(bad):
     with pytest.raises(UsageError):
         parse_signal(bad)
