@@ -228,6 +228,8 @@ def run_cli(argv: list[str]) -> int:
         if flags.pop("help", False):
             return _print_help(cmd)
         _check_arity(cmd, args)
+        if "preserve-fds" in table:
+            flags["preserve-fds"] = preserved_fds(flags.get("preserve-fds", "0"))
         from .log import Logger
 
         fmt = g.get("log-format", "text")
@@ -289,6 +291,29 @@ def _print_help(topic: str | None) -> int:
         raise HelpTopicError(topic)
     sys.stdout.write(command_help(name, topic, _flags_of(topic)))
     return 0
+
+
+def preserved_fds(raw: str) -> int:
+    """How many fds above stdio go to the container: ``--preserve-fds`` plus systemd's ``LISTEN_FDS``.
+
+    Checked before this process opens anything (the --log file, sockets): a number that is not open
+    in the caller would otherwise be taken by one of our own fds and handed to the container, and a
+    negative one would reach stdio.  runc 1.1.5 runs both (handing its own fds over); ocirun refuses."""
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise Usage(f'invalid value "{raw}" for flag -preserve-fds: parse error')
+    listen = os.environ.get("LISTEN_FDS")
+    if listen and listen.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        n += int(listen)
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise Usage(f"--preserve-fds={raw}: file descriptor {fd} is not open in the caller") from None
+    return n
 
 
 def _check_arity(cmd: str, args: list[str]) -> None:
@@ -414,13 +439,6 @@ def _rootless(g: dict) -> bool:
 def cmd_create(rt, cmd: str, cid: str, flags: dict, g: dict) -> int:
     from .launcher import CreateOptions
 
-    try:
-        preserve = int(flags.get("preserve-fds", 0))
-    except ValueError:
-        raise Usage(f"invalid --preserve-fds value: {flags['preserve-fds']}") from None
-    listen = os.environ.get("LISTEN_FDS")
-    if listen and listen.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()):
-        preserve += int(listen)
     opts = CreateOptions(
         bundle=flags.get("bundle") or os.getcwd(),
         pid_file=flags.get("pid-file"),
@@ -428,7 +446,7 @@ def cmd_create(rt, cmd: str, cid: str, flags: dict, g: dict) -> int:
         pidfd_socket=flags.get("pidfd-socket"),
         no_pivot=bool(flags.get("no-pivot")),
         no_new_keyring=bool(flags.get("no-new-keyring")),
-        preserve_fds=preserve,
+        preserve_fds=flags.get("preserve-fds", 0),
         systemd_cgroup=bool(g.get("systemd-cgroup")),
         rootless=_rootless(g),
     )

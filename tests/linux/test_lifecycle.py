@@ -244,3 +244,16 @@ def test_create_without_process_then_start_fails(oci):
     proc = oci("start", "c1")
     assert proc.returncode == 1 and "process was not set" in proc.stderr
     assert oci("state", "c1").returncode == 1  # stopped and destroyed (step 12)
+
+
+def test_preserve_fds_refused_when_negative_or_not_open(oci):
+    """runc 1.1.5 runs `--preserve-fds -1` (nothing passed) and `--preserve-fds 3` with fds 3-5 closed in the
+    caller (the container gets runc's own fds 3-5).  ocirun refuses both before it opens anything: a
+    negative count would reach stdio, an unopened number would be taken by ocirun's own log file or socket."""
+    oci.write(oci.config(args=("ls", "/proc/self/fd")))
+    r = oci("run", "--preserve-fds", "-1", "--bundle", oci.bundle, "c1")
+    assert r.returncode == 1 and 'invalid value "-1" for flag -preserve-fds' in r.stderr
+    log = os.path.join(oci.bundle, "log")
+    r = oci("--log", log, "run", "--preserve-fds", "1", "--bundle", oci.bundle, "c1")
+    assert r.returncode == 1 and "file descriptor 3 is not open" in r.stderr, r.stderr
+    assert oci.ids() == []
