@@ -332,7 +332,7 @@ def dispatch(cmd: str, flags: dict, args: list[str], g: dict, log) -> int:
     if cmd in ("spec", "features"):
         return _static(cmd, flags)
     if cmd == "list":
-        return cmd_list(root, flags)
+        return cmd_list(root, flags, log)
     from .container import Runtime
 
     rt = Runtime(root, log)
@@ -404,13 +404,13 @@ def _static(cmd: str, flags: dict) -> int:
     return 0
 
 
-def cmd_list(root: str, flags: dict) -> int:
+def cmd_list(root: str, flags: dict, log=None) -> int:
     from .container import Runtime
 
     fmt = flags.get("format", "table")
     if fmt not in ("table", "json"):
         raise Usage(f"invalid format option: {fmt}")
-    states = Runtime(root, None).list()
+    states = Runtime(root, log).list()
     if flags.get("quiet"):
         for st in states:
             print(st.id)

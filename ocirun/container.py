@@ -134,6 +134,10 @@ class Runtime:
                 st.owner = owner_of(sd.path)
             except (OciError, FileNotFoundError):  # removed meanwhile
                 continue
+            except ValueError as e:  # a corrupt state.json: the others are still listed, as runc lists them
+                if self.log is not None:
+                    self.log.warning(f"load container {cid}: {e}")
+                continue
             out.append(st)
         return out
 

@@ -44,3 +44,18 @@ def test_list_json_is_null_without_containers_and_compact_with(tmp_path, capsys)
     assert cli.run_cli(["--root", str(root), "list", "--format", "json"]) == 0
     out = capsys.readouterr().out
     assert out.startswith('[{"ociVersion":"1.3.0","id":"c1","pid":0,') and ", " not in out
+
+
+def test_list_skips_a_corrupt_state_with_a_warning(tmp_path, capsys):
+    """runc 1.1.5 lists the others and warns "load container bad: invalid character ..."."""
+    from ocirun.state import ContainerState, StateDir
+
+    root = tmp_path / "root"
+    os.makedirs(root / "bad")
+    (root / "bad" / "state.json").write_text("{bad")
+    os.makedirs(root / "good")
+    StateDir(str(root), "good").save(ContainerState(id="good", bundle="/b", ociVersion="1.3.0"))
+    assert cli.run_cli(["--root", str(root), "list", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "good\n"
+    assert "load container bad:" in err
