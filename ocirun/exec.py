@@ -192,6 +192,12 @@ def _validate_process(raw: dict) -> None:
         raise ExecFailed("Cwd must be an absolute path")
     if not raw.get("args"):
         raise ExecFailed("args must not be empty")
+    for pair in raw.get("env") or ():  # runc's populateProcessEnvironment, its wording
+        name, eq, _ = pair.partition("=") if isinstance(pair, str) else ("", "", "")
+        if not eq:
+            raise ExecFailed("invalid environment variable: missing '='")
+        if not name:
+            raise ExecFailed("invalid environment variable: name cannot be empty")
     if raw.get("selinuxLabel"):
         from .lsm import selinux_enabled
 

@@ -109,3 +109,12 @@ def test_process_file_checks(fake):
         ex.execute(fake.rt, "c", opts)
     with pytest.raises(ex.ExecFailed, match="invalid --cgroup argument"):
         ex.execute(fake.rt, "c", ex.ExecOptions(process_file=opts.process_file, cgroups=["a:b:c"]))
+
+
+@pytest.mark.parametrize("env, msg", [("NAME", "missing '='"), ("=x", "name cannot be empty")])
+def test_exec_env_without_a_name_or_equals_is_refused(fake, env, msg):
+    """runc refuses these when it sets up the process environment ("invalid environment variable: ...")."""
+    fake.sd.save_config({"process": PROCESS})
+    with pytest.raises(ex.ExecFailed, match=f"^invalid environment variable: {msg}$"):
+        ex.execute(fake.rt, "c", ex.ExecOptions(args=["true"], env=[env]))
+    assert fake.launched is None
