@@ -201,7 +201,7 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
         from . import cgroups
         from .launcher import resources_with_default_devices
 
-        resources = resources_with_default_devices(spec.linux.resources, spec.linux.devices)
+        resources = resources_with_default_devices(spec.linux.resources)
         mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=st.systemd_cgroup,
                                     devices=resources.get("devices"))
         mgr.create()

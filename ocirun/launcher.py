@@ -130,8 +130,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
-        resources = resources_with_default_devices(spec.linux.resources, spec.linux.devices,
-                                                   rootless=opts.rootless)
+        resources = resources_with_default_devices(spec.linux.resources, rootless=opts.rootless)
         cgroup = _setup_cgroup(spec, sd.id, s1, opts, st, resources)
         # Record what we made before going on: if this process is killed mid-way, the state says
         # "creating" and names the cgroup, so `delete --force` can still remove everything.
@@ -409,19 +408,19 @@ DEFAULT_DEVICE_RULES = [
 ]
 
 
-def resources_with_default_devices(resources: dict | None, devices=(), *, rootless: bool = False) -> dict:
-    """The device rules to enforce: deny everything, then the spec's rules, the defaults and the devices of
-    linux.devices (which the container must be able to use: the runtime itself creates them).
+def resources_with_default_devices(resources: dict | None, *, rootless: bool = False) -> dict:
+    """The device rules to enforce: deny everything, then the spec's rules, then the defaults.
 
     The leading deny-all is runc's: its rule list is an allowlist that starts empty, so a config without
-    ``linux.resources.devices`` still gets only the default devices, not every device on the host (a
-    container with CAP_MKNOD could otherwise make and open /dev/sda).  A rootless container has no device
-    cgroup of its own to write (and cannot mknod): there only rules the spec asks for are applied."""
+    ``linux.resources.devices`` still gets only the default devices, not every host device (a container
+    with CAP_MKNOD could otherwise make and open /dev/sda).  ``linux.devices`` adds nothing here: which
+    nodes exist in /dev and which devices may be opened are separate policies (as in runc), so a node the
+    config creates is usable only if a rule allows it -- an engine passing ``--device`` sends that rule
+    itself, and an explicit deny in ``linux.resources.devices`` stays a deny.  A rootless container has no
+    device cgroup of its own to write (and cannot mknod): there only rules the spec asks for are applied."""
     out = dict(resources or {})
     if "devices" in out or not rootless:
-        own = [{"allow": True, "type": "b" if d.type == "b" else "c", "major": d.major, "minor": d.minor,
-                "access": "rwm"} for d in devices if d.type in ("b", "c", "u")]
-        out["devices"] = [DENY_ALL_DEVICES, *(out.get("devices") or ()), *DEFAULT_DEVICE_RULES, *own]
+        out["devices"] = [DENY_ALL_DEVICES, *(out.get("devices") or ()), *DEFAULT_DEVICE_RULES]
     return out
 
 

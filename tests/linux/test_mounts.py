@@ -71,6 +71,32 @@ def test_device_cgroup_allows_only_defaults_without_resources(oci):
     assert "Operation not permitted" in proc.stderr
 
 
+def test_linux_devices_node_is_not_an_allow_rule(oci):
+    """A node listed in ``linux.devices`` is created, but opening it is up to the device rules: with
+    ``resources.devices`` = [deny rwm] and /dev/kmsg listed, the open is refused.  runc 1.1.5, same
+    bundle: "sh: can't create /dev/kmsg: Operation not permitted" (ocirun used to append an allow rule
+    for every linux.devices entry, so the open succeeded)."""
+    def edit(spec):
+        spec["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+        spec["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o644}]
+    # ``true >`` opens for writing and writes nothing: no line reaches the host's kernel log even if it opens
+    proc = oci.sh("stat -c '%t:%T' /dev/kmsg; true > /dev/kmsg && echo opened; true > /dev/null && echo null-ok",
+                  spec_edit=edit)
+    assert proc.stdout.splitlines() == ["1:b", "null-ok"], (proc.stdout, proc.stderr)
+    assert "can't create /dev/kmsg: Operation not permitted" in proc.stderr
+
+
+def test_linux_devices_node_usable_with_its_allow_rule(oci):
+    """What engines send for ``--device``: the node in linux.devices *and* an allow rule for it."""
+    def edit(spec):
+        spec["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"},
+                                                  {"allow": True, "type": "c", "major": 1, "minor": 11,
+                                                   "access": "w"}]}
+        spec["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o644}]
+    proc = oci.sh("true > /dev/kmsg && echo opened", spec_edit=edit)
+    assert proc.stdout == "opened\n", (proc.stdout, proc.stderr)
+
+
 def test_masked_and_readonly_paths(oci):
     proc = oci.sh("stat -c '%t:%T' /proc/keys; ls /sys/firmware | wc -l; sh -c 'echo 1 > /proc/sys/kernel/shmmni' 2>&1;"
                   " grep ' /proc/sys ' /proc/self/mountinfo")
