@@ -142,6 +142,12 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     for ns in linux.namespaces:
         if ns.type != "user" and not ns.path:
             flags |= NAMESPACES[ns.type][0]
+    if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
+        # The container's own cgroup per hierarchy, for the cgroup mount of stage 2: read here, in its
+        # cgroups and still outside a new cgroup namespace (inside, every path reads "/").
+        from .rootfs import own_cgroup_binds
+
+        handles["cgroup_binds"] = own_cgroup_binds()
     if flags:
         k.unshare(flags)
     handles["root"] = os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -171,6 +177,8 @@ def _preimport(spec) -> None:
     import errno, fcntl, stat, struct  # noqa: F401,E401  (binascii comes with seccomp.model below)
 
     from . import lsm, pathsafe, rootfs, security  # noqa: F401
+    if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
+        from .cgroups import paths  # noqa: F401  (rootfs.own_cgroup_binds, after a new user ns)
     if any((spec.hooks.createContainer, spec.hooks.startContainer)):
         from . import hooks  # noqa: F401
         import subprocess  # noqa: F401
@@ -239,7 +247,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         if op.bind and (op.idmap or op.uid_mappings):  # made by the runtime (ocirun.idmap): attach it
             rootfs.bind_mount(rootfd, op, tree=fds[fd_index[f"idmap{i}"]])
         else:
-            rootfs.do_mount(rootfd, op, userns)
+            rootfs.do_mount(rootfd, op, userns, handles.get("cgroup_binds"))
     rootfs.mount_dev_defaults(rootfd, userns, dev_is_bind)
     for d in linux.devices:
         rootfs.create_device(rootfd, d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid, userns)

@@ -93,17 +93,17 @@ def _mount_id(fd: int) -> int:
     raise OSError(f"no mnt_id for fd {fd}")
 
 
-def do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
-    """Perform one config mount, resolved inside the rootfs."""
+def do_mount(rootfd: int, op: MountOp, userns: bool, cgroup_binds: list | None = None) -> None:
+    """Perform one config mount, resolved inside the rootfs (``cgroup_binds``: see :func:`mount_cgroup`)."""
     try:
-        _do_mount(rootfd, op, userns)
+        _do_mount(rootfd, op, userns, cgroup_binds)
     except OSError as e:
         raise RootfsError(f"mount {op.source or op.fstype} to {op.destination}: {e.strerror or e}") from None
 
 
-def _do_mount(rootfd: int, op: MountOp, userns: bool) -> None:
+def _do_mount(rootfd: int, op: MountOp, userns: bool, cgroup_binds: list | None = None) -> None:
     if op.fstype == "cgroup" or op.fstype == "cgroup2":
-        return mount_cgroup(rootfd, op)
+        return mount_cgroup(rootfd, op, cgroup_binds)
     if op.flags & k.MS_REMOUNT:
         return remount(rootfd, op)
     if op.bind:
@@ -308,13 +308,16 @@ def copy_tree(src_dirfd: int, dst_dirfd: int) -> None:
         os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dirfd, follow_symlinks=False)
 
 
-def mount_cgroup(rootfd: int, op: MountOp) -> None:
+def mount_cgroup(rootfd: int, op: MountOp, binds: list[tuple[str, str]] | None = None) -> None:
     """Give the container its own cgroup view at the destination.
 
     With cgroup v2 (unified) we mount cgroup2; in a cgroup namespace its root is
-    the container's cgroup.  With v1 or hybrid (this process is already in its
-    cgroups) we mount a tmpfs and bind each hierarchy's *own* cgroup directory
-    into it, read-only when asked, as runc does.
+    the container's cgroup.  With v1 or hybrid we mount a tmpfs and bind into it,
+    per hierarchy, the directory of the container's *own* cgroup, read-only when
+    asked, as runc does: ``binds`` from :func:`own_cgroup_binds`, computed before
+    the cgroup namespace was made.  A bind's root is that directory, and ``..`` of
+    a mount's root leads to the tmpfs, never up the hierarchy: even with ``rw`` the
+    container can create or write nothing outside its own cgroup.
     """
     target = pathsafe.create_target(rootfd, op.destination, True)
     flags = op.flags & (k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC | k.MS_RELATIME)
@@ -322,34 +325,21 @@ def mount_cgroup(rootfd: int, op: MountOp) -> None:
         if _unified_only():
             k.mount("cgroup2", fd_path(target), "cgroup2", flags)
             return
+        if binds is None:  # a caller bug: reading them now would give the hierarchy roots (see above)
+            raise OSError(errno.EINVAL, "the container's cgroup directories were not recorded before unshare")
         k.mount("tmpfs", fd_path(target), "tmpfs", k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, "mode=755")
     finally:
         os.close(target)
-    own = _own_cgroups()
-    for mnt_root, mnt_point, fstype, super_opts in _cgroup_mounts():
-        if fstype == "cgroup2":
-            name = "unified"
-            sub = own.get("")
-        else:
-            ctrls = [o for o in super_opts.split(",") if o not in ("rw", "ro") and not o.startswith("release_agent")]
-            name = os.path.basename(mnt_point)
-            key = ",".join(sorted(c for c in ctrls))
-            sub = own.get(key) or own.get(",".join(ctrls))
-        if sub is None:
-            continue
-        src = os.path.join(mnt_point, os.path.relpath(sub, mnt_root) if mnt_root != "/" else sub.lstrip("/"))
-        if not os.path.isdir(src):
-            src = mnt_point
+    for name, src in binds:
         dest = op.destination.rstrip("/") + "/" + name
         bind_mount(rootfd, MountOp(destination=dest, source=src, fstype=None,
                                    flags=k.MS_BIND | k.MS_REC | flags, bind=True))
         # Combined hierarchies (cpu,cpuacct) get per-controller symlinks as on the host.
-        base = os.path.basename(mnt_point)
-        if "," in base:
-            for ctrl in base.split(","):
+        if "," in name:
+            for ctrl in name.split(","):
                 pfd = pathsafe.open_in_root(rootfd, op.destination, O_PATH | os.O_DIRECTORY)
                 try:
-                    os.symlink(base, ctrl, dir_fd=pfd)
+                    os.symlink(name, ctrl, dir_fd=pfd)
                 except FileExistsError:
                     pass
                 finally:
@@ -377,27 +367,45 @@ def _unified_only() -> bool:
         os.close(fd)
 
 
-def _own_cgroups() -> dict[str, str]:
-    """/proc/self/cgroup as {sorted controller list: path}; '' is the v2 entry."""
-    out = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            if ctrls.startswith("name="):
-                out[ctrls[5:]] = path
-            out[",".join(sorted(ctrls.split(","))) if ctrls else ""] = path
+def own_cgroup_binds(mountinfo: str = "/proc/self/mountinfo",
+                     proc_self_cgroup: str = "/proc/self/cgroup") -> list[tuple[str, str]]:
+    """What :func:`mount_cgroup` binds on v1/hybrid: read by the init stage once the parent has moved
+    it into the container's cgroup and *before* it unshares a cgroup namespace -- inside one,
+    /proc/self/cgroup says ``/`` for every hierarchy and mountinfo shows each host mount's root as
+    ``/../..``, which would name the hierarchy roots (the host's whole tree, other tenants included)."""
+    from .cgroups.paths import read_mountinfo, read_own_cgroups
+
+    return cgroup_binds(read_mountinfo(mountinfo), read_own_cgroups(proc_self_cgroup))
+
+
+def cgroup_binds(mounts, own: dict[str, str], under: str = "/sys/fs/cgroup") -> list[tuple[str, str]]:
+    """(name under the cgroup mount, source directory) for each hierarchy mounted at ``under/<name>``:
+    the directory of our own cgroup in it.  ``mounts``: :class:`ocirun.cgroups.paths.Mount` records in
+    mountinfo order (a later mount on the same point hides the earlier); ``own``: controller (``""`` for
+    cgroup2, ``name=systemd``) → our cgroup path, as /proc/self/cgroup gives it.  A hierarchy whose mount
+    does not show our cgroup (the mount is of another subtree) is left out: binding its root would show
+    cgroups that are not the container's."""
+    import posixpath
+
+    top = {}
+    for m in mounts:
+        if posixpath.dirname(m.mountpoint.rstrip("/")) == under and m.fstype in ("cgroup", "cgroup2"):
+            top[m.mountpoint] = m
+    out = []
+    for mountpoint, m in top.items():
+        if m.fstype == "cgroup2":
+            path = own.get("")
+        else:
+            path = next((own[c] for c in m.controllers if c in own), None)
+        # ".." in a path: it was read inside a cgroup namespace whose root is below what it names
+        # (normalising "/../.." to "/" would name the hierarchy root)
+        if path is None or ".." in path.split("/") or ".." in m.root.split("/"):
+            continue
+        rel = posixpath.relpath(path, m.root)
+        if rel == ".." or rel.startswith("../"):
+            continue
+        out.append((posixpath.basename(mountpoint), posixpath.normpath(posixpath.join(mountpoint, rel))))
     return out
-
-
-def _cgroup_mounts():
-    """(root, mount point, fstype, super options) of the host's cgroup mounts."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fields = pre.split()
-            fstype, _src, super_opts = post.split()[:3]
-            if fstype in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup/"):
-                yield fields[3], fields[4], fstype, super_opts
 
 
 def mount_dev_defaults(rootfd: int, userns: bool, dev_is_bind: bool) -> None:
