@@ -519,11 +519,117 @@ def pivot(root_fd: int) -> None:
 
 
 def move_root(root_fd: int) -> None:
-    """--no-pivot: MS_MOVE the rootfs over / and chroot (for ramfs roots where pivot_root fails)."""
+    """--no-pivot: MS_MOVE the rootfs over / and chroot (for ramfs roots where pivot_root fails).
+
+    The host's root stays the mount namespace's root beneath the container's, with every host mount
+    on it.  First the full procfs and sysfs mounts among them are detached (or covered), so that the
+    kernel refuses a new procfs/sysfs mount in a user namespace made inside the container: it allows
+    one only while a fully visible instance exists in the mount namespace (mount_too_revealing), and
+    the container's own /proc is not one (maskedPaths cover files in it).  What this cannot close:
+    with CAP_SYS_ADMIN, ``umount -l /`` removes the container's root from over the host's, and a
+    setns to the container's own mount namespace then lands on the host's root (docs/security.md).
+    """
+    hide_outside_procfs_sysfs(root_fd)
     os.fchdir(root_fd)
-    k.mount(fd_path(root_fd), "/", None, k.MS_MOVE)
+    k.mount(".", "/", None, k.MS_MOVE)  # not /proc/self/fd/N: the host's /proc is gone by now
     os.chroot(".")
     os.chdir("/")
+
+
+#: The filesystems the kernel lets a user namespace mount only while a fully visible instance exists
+#: in the mount namespace (FS_USERNS_VISIBLE).
+_VISIBILITY_CHECKED = ("proc", "sysfs")
+
+
+def hide_outside_procfs_sysfs(root_fd: int) -> None:
+    """Detach every full procfs/sysfs mount outside the rootfs (the mount of ``root_fd`` and what is
+    below it); one the kernel will not let us unmount (MNT_LOCKED: inherited by a mount namespace
+    owned by the container's user namespace) gets a read-only empty tmpfs over it, which hides it
+    from a further user namespace (where the cover is locked in turn).
+
+    Runs in the container's own mount namespace, whose mounts were made slave or private by
+    :func:`prepare_root`: nothing propagates back to the host.  The mount table is read through one
+    fd of /proc/self/mountinfo opened before anything goes (the host's /proc is among the first).
+    A mount point the container's root cannot reach (a directory it may not search, possible only
+    in a user namespace) is left as it is: runc fails the container there, but such mounts are
+    other tenants' (masked) /proc and the container cannot reach them either."""
+    from . import mountinfo
+
+    own = _mount_id(root_fd)
+    fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+    unreachable = set()
+    try:
+        for _ in range(3):  # one pass does it; the others see what a failed detach left
+            todo = [p for p in revealing_mounts(mountinfo.parse(_pread_all(fd).decode(errors="replace")), own)
+                    if p not in unreachable]
+            if not todo:
+                return
+            for mountpoint in todo:
+                if not _hide(mountpoint):
+                    unreachable.add(mountpoint)
+    finally:
+        os.close(fd)
+    raise RootfsError(f"--no-pivot: cannot hide the host's {', '.join(todo)} from the container")
+
+
+def revealing_mounts(entries, rootfs_id: int) -> list[str]:
+    """Mount points of the full procfs/sysfs mounts outside the subtree of mount ``rootfs_id`` that
+    nothing is mounted over, shallowest first (detaching one takes the mounts below it along).
+    ``entries``: :func:`ocirun.mountinfo.parse` of the mount table."""
+    children = {}
+    for e in entries:
+        children.setdefault(e.parent, []).append(e)
+    inside, stack = set(), [rootfs_id]
+    while stack:
+        i = stack.pop()
+        if i not in inside:
+            inside.add(i)
+            stack.extend(c.id for c in children.get(i, ()))
+    out = []
+    for e in entries:
+        if e.fstype not in _VISIBILITY_CHECKED or e.root != "/" or e.id in inside:
+            continue
+        if any(c.mountpoint == e.mountpoint for c in children.get(e.id, ())):
+            continue  # covered (by us, on an earlier pass)
+        out.append(e.mountpoint)
+    return sorted(set(out), key=lambda p: (p.count("/"), p))
+
+
+def _hide(mountpoint: str) -> bool:
+    """Detach, or else cover, the mount at ``mountpoint``; False when the path cannot be reached."""
+    try:
+        k.umount2(mountpoint, k.MNT_DETACH)
+        return True
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return True  # below one detached already
+        if e.errno == errno.EACCES:
+            return False
+        if e.errno not in (errno.EINVAL, errno.EPERM):
+            raise RootfsError(f"--no-pivot: detach {mountpoint}: {e.strerror or e}") from None
+    try:
+        k.mount("tmpfs", mountpoint, "tmpfs", k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, "mode=0")
+    except OSError as e:
+        if e.errno == errno.EACCES:
+            return False
+        raise RootfsError(f"--no-pivot: cover {mountpoint}: {e.strerror or e}") from None
+    return True
+
+
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    raise RootfsError("no mnt_id in /proc/self/fdinfo")
+
+
+def _pread_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def enter_runtime_namespace(ns_fd: int) -> None:
