@@ -560,68 +560,71 @@ def hide_outside_procfs_sysfs(root_fd: int) -> None:
     unreachable = set()
     try:
         for _ in range(3):  # one pass does it; the others see what a failed detach left
-            todo = [p for p in revealing_mounts(mountinfo.parse(_pread_all(fd).decode(errors="replace")), own)
+            todo = [(p, parent) for p, parent in
+                    revealing_mounts(mountinfo.parse(_pread_all(fd).decode(errors="replace")), own)
                     if p not in unreachable]
             if not todo:
                 return
-            for mountpoint in todo:
-                if not _hide(mountpoint):
+            for mountpoint, parent in todo:
+                if not _hide(mountpoint, parent):
                     unreachable.add(mountpoint)
     finally:
         os.close(fd)
-    raise RootfsError(f"--no-pivot: cannot hide the host's {', '.join(todo)} from the container")
+    raise RootfsError(f"--no-pivot: cannot hide the host's {', '.join(p for p, _ in todo)} from the container")
 
 
-def revealing_mounts(entries, rootfs_id: int) -> list[str]:
-    """Mount points of the full procfs/sysfs mounts outside the subtree of mount ``rootfs_id`` that
-    nothing is mounted over, shallowest first (detaching one takes the mounts below it along).
-    ``entries``: :func:`ocirun.mountinfo.parse` of the mount table."""
-    children = {}
+def revealing_mounts(entries, rootfs_id: int) -> list[tuple[str, str | None]]:
+    """(mount point, its parent's mount point) of the full procfs/sysfs mounts outside the subtree
+    of mount ``rootfs_id`` that nothing is mounted over, shallowest first (detaching one takes the
+    mounts below it along).  ``entries``: :func:`ocirun.mountinfo.parse` of the mount table."""
+    children, by_id = {}, {}
     for e in entries:
         children.setdefault(e.parent, []).append(e)
+        by_id[e.id] = e
     inside, stack = set(), [rootfs_id]
     while stack:
         i = stack.pop()
         if i not in inside:
             inside.add(i)
             stack.extend(c.id for c in children.get(i, ()))
-    out = []
+    out = {}
     for e in entries:
         if e.fstype not in _VISIBILITY_CHECKED or e.root != "/" or e.id in inside:
             continue
         if any(c.mountpoint == e.mountpoint for c in children.get(e.id, ())):
             continue  # covered (by us, on an earlier pass)
-        out.append(e.mountpoint)
-    return sorted(set(out), key=lambda p: (p.count("/"), p))
+        parent = by_id.get(e.parent)
+        out.setdefault(e.mountpoint, parent.mountpoint if parent is not None and parent.id != e.id else None)
+    return sorted(out.items(), key=lambda item: (item[0].count("/"), item[0]))
 
 
-def _hide(mountpoint: str) -> bool:
-    """Detach, or else cover, the mount at ``mountpoint``; False when the path cannot be reached."""
+def _hide(mountpoint: str, parent: str | None) -> bool:
+    """Detach, or else cover, the mount at ``mountpoint``; False when the path cannot be reached.
+
+    Its parent mount (``parent``: its mount point), then the mount and those below it, become
+    slaves first: with ``rootfsPropagation: shared`` the container's copies of the host's mounts
+    are still peers of the host's, and an unmount propagates through the parent's peer group (a
+    new mount through the mount point's): the detach or the cover would reach the host's table.
+    A slave receives from the host and sends nothing back."""
+    try:
+        if parent is not None:
+            k.mount(None, parent, None, k.MS_SLAVE)
+        k.mount(None, mountpoint, None, k.MS_SLAVE | k.MS_REC)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.EACCES):
+            return e.errno == errno.ENOENT  # ENOENT: below one detached already
+        raise RootfsError(f"--no-pivot: make {mountpoint} a slave: {e.strerror or e}") from None
     try:
         k.umount2(mountpoint, k.MNT_DETACH)
         return True
     except OSError as e:
-        if e.errno == errno.ENOENT:
-            return True  # below one detached already
-        if e.errno == errno.EACCES:
-            return False
-        if e.errno not in (errno.EINVAL, errno.EPERM):
+        if e.errno not in (errno.EINVAL, errno.EPERM):  # locked in our user namespace: cover it
             raise RootfsError(f"--no-pivot: detach {mountpoint}: {e.strerror or e}") from None
     try:
         k.mount("tmpfs", mountpoint, "tmpfs", k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, "mode=0")
     except OSError as e:
-        if e.errno == errno.EACCES:
-            return False
         raise RootfsError(f"--no-pivot: cover {mountpoint}: {e.strerror or e}") from None
     return True
-
-
-def _mount_id(fd: int) -> int:
-    with open(f"/proc/self/fdinfo/{fd}") as f:
-        for line in f:
-            if line.startswith("mnt_id:"):
-                return int(line.split()[1])
-    raise RootfsError("no mnt_id in /proc/self/fdinfo")
 
 
 def _pread_all(fd: int) -> bytes:

@@ -61,3 +61,38 @@ def test_pivot_root_refuses_it_too(oci):
     oci.write(_spec(oci, False))
     proc = oci("run", "-b", oci.bundle, "c1")
     assert proc.stdout.splitlines() == ["done"], (proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def shared_procfs(tmp_path):
+    """A procfs on a shared tmpfs of the host, both test-owned: what the container's detach must not reach."""
+    import subprocess
+
+    top = tmp_path / "shared"
+    top.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "ocirun-test", str(top)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(top)], check=True)
+        (top / "p").mkdir()
+        subprocess.run(["mount", "-t", "proc", "proc", str(top / "p")], check=True)
+        yield str(top / "p")
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(top)], check=False)
+
+
+def _is_mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def test_no_pivot_with_rshared_propagation_leaves_the_host_mounts(oci, shared_procfs):
+    """rootfsPropagation rshared keeps the container's copies of the host's mounts in their peer
+    groups: the detach of a procfs whose parent is shared with the host must not propagate there
+    (its parent is made a slave first).  The attack is refused all the same."""
+    spec = _spec(oci, False)
+    spec["linux"]["rootfsPropagation"] = "rshared"
+    oci.write(spec)
+    proc = oci("run", "--no-pivot", "-b", oci.bundle, "c1")
+    assert proc.returncode == 0, proc.stderr
+    assert _is_mounted(shared_procfs)
+    assert proc.stdout.splitlines() == ["done"], (proc.stdout, proc.stderr)

@@ -22,13 +22,13 @@ def test_full_procfs_and_sysfs_outside_the_rootfs_shallowest_first():
     """The host's /proc and /sys (their sub-mounts go with them) and another tenant's procfs; not the
     container's own (below the rootfs mount, id 90); not a bind of a procfs subdirectory (the kernel
     only counts whole ones)."""
-    assert revealing_mounts(parse(TABLE), 90) == ["/proc", "/sys", "/var/lib/other/rootfs/proc"]
+    assert revealing_mounts(parse(TABLE), 90) == [("/proc", "/"), ("/sys", "/"), ("/var/lib/other/rootfs/proc", "/")]
 
 
 def test_a_covered_mount_is_done():
     """A tmpfs on the procfs mount's own mount point (its child) covers it: done on an earlier pass.
     A mount below it (on a subdirectory) does not."""
     covered = TABLE + "93 27 0:53 / /var/lib/other/rootfs/proc ro - tmpfs tmpfs ro\n"
-    assert revealing_mounts(parse(covered), 90) == ["/proc", "/sys"]
+    assert [p for p, _ in revealing_mounts(parse(covered), 90)] == ["/proc", "/sys"]
     below = TABLE + "93 27 0:53 / /var/lib/other/rootfs/proc/kcore ro - tmpfs tmpfs ro\n"
-    assert revealing_mounts(parse(below), 90) == ["/proc", "/sys", "/var/lib/other/rootfs/proc"]
+    assert [p for p, _ in revealing_mounts(parse(below), 90)] == ["/proc", "/sys", "/var/lib/other/rootfs/proc"]
