@@ -52,7 +52,8 @@ FLAG_TEXT = {
     "pidfd-socket": ("value", "path to an AF_UNIX socket which receives a pidfd of the container's process"),
     "pid-file": ("value", "write the process id to this file"),
     "no-pivot": ("", "do not use pivot_root to jail the process inside rootfs (for a rootfs on a ramdisk); "
-                     "weaker than pivot_root: see docs/security.md"),
+                     "weaker than pivot_root: the host's root stays beneath the container's, and a process "
+                     "with CAP_SYS_ADMIN can unmount the container's root and reach it (docs/security.md)"),
     "no-new-keyring": ("", "keep the caller's session keyring"),
     "preserve-fds": ("value", "pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N "
                               "in total) (default: 0)"),
