@@ -176,9 +176,7 @@ def _preimport(spec) -> None:
     """
     import errno, fcntl, stat, struct  # noqa: F401,E401  (binascii comes with seccomp.model below)
 
-    from . import lsm, pathsafe, rootfs, security  # noqa: F401
-    if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
-        from .cgroups import paths  # noqa: F401  (rootfs.own_cgroup_binds, after a new user ns)
+    from . import lsm, mountinfo, pathsafe, rootfs, security  # noqa: F401  (mountinfo: the cgroup mount, --no-pivot)
     if any((spec.hooks.createContainer, spec.hooks.startContainer)):
         from . import hooks  # noqa: F401
         import subprocess  # noqa: F401

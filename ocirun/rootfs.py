@@ -373,18 +373,24 @@ def own_cgroup_binds(mountinfo: str = "/proc/self/mountinfo",
     it into the container's cgroup and *before* it unshares a cgroup namespace -- inside one,
     /proc/self/cgroup says ``/`` for every hierarchy and mountinfo shows each host mount's root as
     ``/../..``, which would name the hierarchy roots (the host's whole tree, other tenants included)."""
-    from .cgroups.paths import read_mountinfo, read_own_cgroups
+    from . import mountinfo as mi
 
-    return cgroup_binds(read_mountinfo(mountinfo), read_own_cgroups(proc_self_cgroup))
+    own = {}
+    with open(proc_self_cgroup) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(":", 2)
+            if len(parts) == 3:
+                own[parts[1]] = parts[2]
+    return cgroup_binds(mi.read(mountinfo, ("cgroup", "cgroup2")), own)
 
 
 def cgroup_binds(mounts, own: dict[str, str], under: str = "/sys/fs/cgroup") -> list[tuple[str, str]]:
     """(name under the cgroup mount, source directory) for each hierarchy mounted at ``under/<name>``:
-    the directory of our own cgroup in it.  ``mounts``: :class:`ocirun.cgroups.paths.Mount` records in
-    mountinfo order (a later mount on the same point hides the earlier); ``own``: controller (``""`` for
-    cgroup2, ``name=systemd``) → our cgroup path, as /proc/self/cgroup gives it.  A hierarchy whose mount
-    does not show our cgroup (the mount is of another subtree) is left out: binding its root would show
-    cgroups that are not the container's."""
+    the directory of our own cgroup in it.  ``mounts``: :func:`ocirun.mountinfo.parse` entries in
+    mountinfo order (a later mount on the same point hides the earlier); ``own``: the lines of
+    /proc/self/cgroup as {controller list (``cpu,cpuacct``, ``name=systemd``, ``""`` for cgroup2): path}.
+    A hierarchy whose mount does not show our cgroup (the mount is of another subtree) is left out:
+    binding its root would show cgroups that are not the container's."""
     import posixpath
 
     top = {}
@@ -395,8 +401,9 @@ def cgroup_binds(mounts, own: dict[str, str], under: str = "/sys/fs/cgroup") -> 
     for mountpoint, m in top.items():
         if m.fstype == "cgroup2":
             path = own.get("")
-        else:
-            path = next((own[c] for c in m.controllers if c in own), None)
+        else:  # the hierarchy whose controllers (or name=) are all among the mount's options
+            opts = set(m.super_options.split(","))
+            path = next((p for ctrls, p in own.items() if ctrls and set(ctrls.split(",")) <= opts), None)
         # ".." in a path: it was read inside a cgroup namespace whose root is below what it names
         # (normalising "/../.." to "/" would name the hierarchy root)
         if path is None or ".." in path.split("/") or ".." in m.root.split("/"):

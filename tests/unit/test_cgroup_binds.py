@@ -1,7 +1,7 @@
 """rootfs.cgroup_binds: which directory of each hierarchy the container's cgroup mount binds (v1/hybrid)."""
 from __future__ import annotations
 
-from ocirun.cgroups.paths import parse_mountinfo
+from ocirun.mountinfo import parse as parse_mountinfo
 from ocirun.rootfs import cgroup_binds
 
 MOUNTINFO = """\
@@ -13,7 +13,8 @@ MOUNTINFO = """\
 42 31 0:39 /sub /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
 50 23 0:40 / /mnt/other rw,relatime - cgroup cgroup rw,blkio
 """
-OWN = {"cpu": "/box/c", "cpuacct": "/box/c", "memory": "/box/c", "name=systemd": "/box/c", "": "/box/c",
+#: /proc/self/cgroup as {controller list: path}
+OWN = {"cpu,cpuacct": "/box/c", "memory": "/box/c", "name=systemd": "/box/c", "": "/box/c",
        "pids": "/elsewhere/c", "blkio": "/box/c"}
 
 
