@@ -16,12 +16,15 @@ from .records import Record, factory
 class Hook(Record):
     path: str
     args: list[str] = factory(list)
-    env: list[str] = factory(list)
+    #: None (no "env" in the config): the hook inherits the environment of the process running it, as
+    #: runc's hooks do (Go's exec with a nil Env); [] is an empty environment
+    env: list[str] | None = None
     timeout: int | None = None
 
     @classmethod
     def parse(cls, d: dict) -> "Hook":
-        return cls(d["path"], list(d.get("args") or []), list(d.get("env") or []), d.get("timeout"))
+        env = d.get("env")
+        return cls(d["path"], list(d.get("args") or []), None if env is None else list(env), d.get("timeout"))
 
 
 HOOK_PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")

@@ -49,7 +49,10 @@ def run_hook(phase: str, index: int, hook: Hook, payload: bytes, cwd: str | None
         raise HookError(f"{where} failed with {how}{tail}")
 
 
-def _env(env: list[str]) -> dict[str, str]:
+def _env(env: list[str] | None) -> dict[str, str] | None:
+    """The hook's environment; None (inherit ours) when the config gave it none, as runc does."""
+    if env is None:
+        return None
     out = {}
     for item in env:
         key, _, value = item.partition("=")

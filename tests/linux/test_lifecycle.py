@@ -257,3 +257,18 @@ def test_preserve_fds_refused_when_negative_or_not_open(oci):
     r = oci("--log", log, "run", "--preserve-fds", "1", "--bundle", oci.bundle, "c1")
     assert r.returncode == 1 and "file descriptor 3 is not open" in r.stderr, r.stderr
     assert oci.ids() == []
+
+
+def test_hook_without_env_inherits_the_runtime_environment(oci, tmp_path):
+    """runc 1.1.5 runs a hook whose config has no "env" with runc's own environment (Go's exec with a nil
+    Env) and one with "env": [] with none; ocirun gave both an empty environment."""
+    out = tmp_path / "hook-env"
+    spec = oci.config()
+    spec["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"env >> {out}; echo --- >> {out}"]},
+                                  {"path": "/bin/sh", "args": ["sh", "-c", f"env >> {out}"], "env": []}]}
+    env = dict(os.environ, OCIRUN_HOOK_PROBE="seen")
+    r = oci.run(spec, env=env)
+    assert r.returncode == 0, r.stderr
+    inherited, empty = out.read_text().split("---\n")
+    assert "OCIRUN_HOOK_PROBE=seen" in inherited
+    assert "OCIRUN_HOOK_PROBE" not in empty
