@@ -265,6 +265,9 @@ def _describe(e: Exception) -> str:
 
 
 def _fail(log, msg: str, usage: bool = False) -> int:
+    from .errors import go_errno_text
+
+    msg = go_errno_text(msg)
     if log is not None:
         log.error(msg)
     sys.stderr.write(f"ocirun: {msg}\n")

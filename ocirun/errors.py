@@ -101,3 +101,18 @@ def wrap(context: str, err: BaseException) -> OciError:
         new.message = msg
         return new
     return OciError(msg)
+
+
+def go_errno_text(msg: str) -> str:
+    """``msg`` with every C library error text lower-cased at its start, as Go spells errno texts.
+
+    runc's messages come from Go's syscall.Errno ("open /x: no such file or directory"); ours from
+    strerror(3) ("No such file or directory").  Scripts and engines match runc's spelling, so the CLI
+    edge rewrites the texts it knows -- one place, instead of every `e.strerror` in the package."""
+    import os
+
+    for num in range(1, 134):
+        text = os.strerror(num)
+        if text[:1].isupper() and text in msg:
+            msg = msg.replace(text, text[0].lower() + text[1:])
+    return msg

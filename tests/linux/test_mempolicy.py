@@ -76,7 +76,7 @@ def test_node_the_kernel_refuses_fails_create_and_leaves_nothing(oci):
     oci.write(spec)
     r = oci("create", "--bundle", oci.bundle, "mp-absent")
     assert r.returncode != 0
-    assert f"linux.memoryPolicy: set_mempolicy(MPOL_BIND, nodes {absent}): Invalid argument" in r.stderr
+    assert f"linux.memoryPolicy: set_mempolicy(MPOL_BIND, nodes {absent}): invalid argument" in r.stderr
     assert oci.ids() == []
 
 
