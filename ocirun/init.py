@@ -380,12 +380,14 @@ def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, mas
         _load_seccomp(seccomp, msg, handles.get("listener"))
         seccomp = None
     security.become_process(process, masks, last_cap, setgroups, os.chdir)
+    if seccomp is not None:
+        # With NNP: as late as possible, but before the startContainer hooks, as runc does; a hook
+        # runs under the container's filter either way (one whose syscall it forbids fails `start`).
+        _load_seccomp(seccomp, msg, handles.get("listener"))
     if spec.hooks.startContainer:
         from .hooks import run_phase
 
         run_phase("startContainer", spec.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
-    if seccomp is not None:
-        _load_seccomp(seccomp, msg, handles.get("listener"))
     exec_process(path, process.args, process.env, opts.get("preserve_fds", 0))
 
 
