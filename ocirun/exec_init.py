@@ -139,6 +139,7 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
 
     set_exec_labels(process.apparmorProfile, process.selinuxLabel)
 
+    security.apply_priorities(process)  # needs CAP_SYS_NICE: before the filter and the user switch
     if seccomp is not None and not process.noNewPrivileges:
         _load_seccomp(seccomp, listener, msg)  # without NNP the filter needs CAP_SYS_ADMIN: load it now
         seccomp = None

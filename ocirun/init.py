@@ -375,6 +375,7 @@ def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, mas
     # LSM labels for the execve, while we may still open our attr files (non-dumpable: root's)
     # and before any seccomp filter; they also apply to startContainer hooks (as in runc).
     lsm.set_exec_labels(process.apparmorProfile, process.selinuxLabel, handles.get("procfs"))
+    security.apply_priorities(process)  # needs CAP_SYS_NICE: before the filter and the user switch
     if seccomp is not None and not process.noNewPrivileges:
         # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
         _load_seccomp(seccomp, msg, handles.get("listener"))

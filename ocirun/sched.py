@@ -1,8 +1,12 @@
 """process.scheduler, process.ioPriority and process.execCPUAffinity (config.md).
 
 Checked before any side effect (unknown policy/flag/class, bad CPU list), then
-applied by the init stage as the last step before the user program, so the
-runtime's own work is not done under the container's scheduling class.
+applied by the init and exec stages after `start`.  The scheduler and the I/O
+priority are set while the stage still holds every capability (before seccomp,
+the user switch and the capability sets, as runc does): a negative nice, a
+real-time policy or IOPRIO_CLASS_RT need CAP_SYS_NICE (or CAP_SYS_ADMIN), which
+the process itself may well not be given.  The CPU affinity needs no privilege and
+is set last, so the runtime's own work is not pinned to the process's CPUs.
 """
 from __future__ import annotations
 
@@ -58,17 +62,15 @@ def check_process_scheduling(p) -> None:
                     raise ConfigError(f"config.json: process.execCPUAffinity.{key}: no usable CPU in {aff[key]!r}")
 
 
-def apply_process_scheduling(p) -> None:
-    """Apply the three fields to the calling process (the init, right before execve)."""
+def apply_priorities(p) -> None:
+    """process.ioPriority and process.scheduler, for the calling process (kept across execve)."""
     from .kernel import linux as k
 
-    aff = p.execCPUAffinity
-    if aff and aff.get("final"):
-        os.sched_setaffinity(0, parse_cpus(aff["final"]))
-    elif aff and aff.get("initial"):
-        os.sched_setaffinity(0, parse_cpus(aff["initial"]))
     if p.ioPriority:
-        k.ioprio_set(IOPRIO_CLASSES[p.ioPriority["class"]], int(p.ioPriority.get("priority", 0)))
+        try:
+            k.ioprio_set(IOPRIO_CLASSES[p.ioPriority["class"]], int(p.ioPriority.get("priority", 0)))
+        except OSError as e:
+            raise OSError(e.errno, f"process.ioPriority {p.ioPriority['class']}: {e.strerror}") from None
     s = p.scheduler
     if s:
         flags = 0
@@ -79,3 +81,13 @@ def apply_process_scheduling(p) -> None:
                             int(s.get("runtime", 0)), int(s.get("deadline", 0)), int(s.get("period", 0)))
         except OSError as e:
             raise OSError(e.errno, f"process.scheduler {s['policy']}: {e.strerror}") from None
+
+
+def apply_cpu_affinity(p) -> None:
+    """process.execCPUAffinity: ``final`` when given, else ``initial`` (the stage runs no more work
+    of its own after this, so the two coincide for us)."""
+    aff = p.execCPUAffinity
+    if aff and aff.get("final"):
+        os.sched_setaffinity(0, parse_cpus(aff["final"]))
+    elif aff and aff.get("initial"):
+        os.sched_setaffinity(0, parse_cpus(aff["initial"]))

@@ -143,17 +143,30 @@ def become_process(process: Process, masks: dict[str, int], last_cap: int, setgr
                    chdir=os.chdir) -> None:
     """The privilege switch shared by the container's init and `exec`, in the only order that works:
     bounding set (needs CAP_SETPCAP) → user with KEEPCAPS → cwd (as the user) → capability sets and
-    ambient → no_new_privs → scheduling.  Seccomp is the caller's: where it goes depends on NNP."""
+    ambient → no_new_privs → CPU affinity.  Seccomp is the caller's: where it goes depends on NNP;
+    so are the scheduler and I/O priority (:func:`apply_priorities`), set before any of this."""
     drop_bounding(masks["bounding"], last_cap)
     set_user(process, setgroups_allowed=setgroups_allowed)
     chdir(process.cwd)
     apply_caps(masks, last_cap)
     if process.noNewPrivileges:
         no_new_privs()
-    if process.scheduler or process.ioPriority or process.execCPUAffinity:
-        from .sched import apply_process_scheduling
+    if process.execCPUAffinity:
+        from .sched import apply_cpu_affinity
 
-        apply_process_scheduling(process)
+        apply_cpu_affinity(process)
+
+
+def apply_priorities(process: Process) -> None:
+    """process.scheduler and process.ioPriority, while every capability is still held: a negative
+    nice, a real-time policy or IOPRIO_CLASS_RT need CAP_SYS_NICE/CAP_SYS_ADMIN, which the process
+    itself may not get (runc sets both before seccomp and the capability sets, too).  Callers run
+    this before loading a filter without NNP (which could forbid these calls) and before
+    :func:`become_process`."""
+    if process.scheduler or process.ioPriority:
+        from .sched import apply_priorities as apply
+
+        apply(process)
 
 
 def no_new_privs() -> None:

@@ -39,3 +39,43 @@ def test_start_container_hook_runs_under_seccomp(oci, tmp_path, nnp):
     assert proc.returncode != 0, proc.stderr
     assert "startContainer hook #0" in proc.stderr
     assert sorted(os.listdir(out)) == []
+
+
+PRIORITY_PROBE = ("sh", "-c", "set -- $(cat /proc/self/stat); echo nice=${19} policy=${41}; ionice -p $$; id -u")
+
+
+def _unprivileged_with_priorities(spec: dict) -> dict:
+    spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    spec["process"].pop("capabilities", None)  # no capability at all (five empty sets)
+    spec["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": -5}
+    spec["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_RT", "priority": 4}
+    return spec
+
+
+def test_scheduler_and_io_priority_need_no_capability_of_the_process(oci):
+    """A non-root process without capabilities still gets a negative nice and IOPRIO_CLASS_RT: the
+    runtime sets them while it holds CAP_SYS_NICE / CAP_SYS_ADMIN, before the user switch.
+
+    runc 1.1.5 does not know either field: same bundle, "nice=0 policy=0 / none: prio 0 / 1000"
+    (ignored); runc 1.2 sets both before seccomp and finalizeNamespace, the order taken here.
+    ocirun before the fix: ioprio_set/sched_setattr ran after the capabilities were dropped and
+    `run` failed with "ioprio_set: Operation not permitted"."""
+    proc = oci.run(_unprivileged_with_priorities(oci.config(args=PRIORITY_PROBE)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["nice=-5", "policy=3", "realtime:", "prio", "4", "1000"]
+
+
+def test_exec_scheduler_and_io_priority_need_no_capability_of_the_process(oci):
+    """The same for `exec` with a process.json (runc 1.1.5 ignores both fields there too).  Before the
+    fix: "exec failed: unable to start container process: ioprio_set: Operation not permitted"."""
+    import json
+
+    oci.write(oci.config(args=("sleep", "1000")))
+    oci("run", "-d", "--bundle", oci.bundle, "c1", check=True)
+    process = _unprivileged_with_priorities(oci.config(args=PRIORITY_PROBE))["process"]
+    pfile = os.path.join(oci.bundle, "process.json")
+    with open(pfile, "w") as f:
+        json.dump(process, f)
+    proc = oci("exec", "-p", pfile, "c1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["nice=-5", "policy=3", "realtime:", "prio", "4", "1000"]
