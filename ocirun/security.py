@@ -8,6 +8,7 @@ the ambient set, so capabilities go through capset(2) directly (ocirun.kernel).
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from .config import Process
@@ -142,12 +143,15 @@ def apply_caps(masks: dict[str, int], last_cap: int) -> None:
 def become_process(process: Process, masks: dict[str, int], last_cap: int, setgroups_allowed: bool,
                    chdir=os.chdir) -> None:
     """The privilege switch shared by the container's init and `exec`, in the only order that works:
-    bounding set (needs CAP_SETPCAP) → user with KEEPCAPS → cwd (as the user) → capability sets and
-    ambient → no_new_privs → CPU affinity.  Seccomp is the caller's: where it goes depends on NNP;
+    cwd (as root, see :func:`enter_cwd_as_runtime`) → bounding set (needs CAP_SETPCAP) → user with
+    KEEPCAPS → cwd (as the user, when root was refused) → capability sets and ambient → no_new_privs
+    → CPU affinity.  Seccomp is the caller's: where it goes depends on NNP;
     so are the scheduler and I/O priority (:func:`apply_priorities`), set before any of this."""
+    entered = enter_cwd_as_runtime(process.cwd, chdir)
     drop_bounding(masks["bounding"], last_cap)
     set_user(process, setgroups_allowed=setgroups_allowed)
-    chdir(process.cwd)
+    if not entered:
+        chdir(process.cwd)
     apply_caps(masks, last_cap)
     if process.noNewPrivileges:
         no_new_privs()
@@ -169,6 +173,21 @@ def apply_priorities(process: Process) -> None:
         apply(process)
 
 
+def enter_cwd_as_runtime(cwd: str, chdir=os.chdir) -> bool:
+    """chdir to the process's cwd before switching user, as runc's finalizeNamespace does: True when
+    that worked, False when it was refused for permissions (EACCES/EPERM: a directory only the
+    process's user may enter, e.g. root squashed on NFS; the caller retries after the switch).
+    Any other error fails.  So a cwd that only root may enter (a 0700 volume) works for a
+    process of another user, as with runc; the user then holds a cwd it could not enter itself."""
+    try:
+        chdir(cwd)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return False
+        raise
+    return True
+
+
 def no_new_privs() -> None:
     k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
 
@@ -185,16 +204,16 @@ def preflight(process: Process, setgroups_allowed: bool = True) -> str:
         raise OSError(1, "cannot set any additional groups in a rootless container "
                          "(process.user.additionalGids; map a gid range with newgidmap to allow them)")
     switch = u.uid != 0 or u.gid != 0
+    # cwd as root first, then as the user when root is refused: what become_process will do.
+    entered = switch and enter_cwd_as_runtime(process.cwd, _chdir_worded)
     if switch:
         if setgroups_allowed:
             os.setgroups(list(dict.fromkeys(u.additionalGids)))
         os.setegid(u.gid)
         os.seteuid(u.uid)
     try:
-        try:
-            os.chdir(process.cwd)
-        except OSError as e:
-            raise OSError(e.errno, f"chdir to cwd ({process.cwd!r}) set in config.json failed: {e.strerror}") from None
+        if not entered:
+            _chdir_worded(process.cwd)
         try:
             os.getcwd()  # fails when the cwd lies outside our root (a leaked host directory)
         except OSError:
@@ -205,6 +224,13 @@ def preflight(process: Process, setgroups_allowed: bool = True) -> str:
         if switch:
             os.seteuid(0)
             os.setegid(0)
+
+
+def _chdir_worded(cwd: str) -> None:
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise OSError(e.errno, f"chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}") from None
 
 
 def lookup_exec(args0: str, env: list[str], cwd: str) -> str:

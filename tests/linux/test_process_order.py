@@ -79,3 +79,46 @@ def test_exec_scheduler_and_io_priority_need_no_capability_of_the_process(oci):
     proc = oci("exec", "-p", pfile, "c1")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["nice=-5", "policy=3", "realtime:", "prio", "4", "1000"]
+
+
+def _private_cwd(spec: dict) -> dict:
+    """cwd on a tmpfs of mode 0700 owned by root, the process uid 1000."""
+    spec["mounts"].append({"destination": "/private", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["mode=700"]})
+    spec["process"]["cwd"] = "/private"
+    spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    return spec
+
+
+def test_cwd_only_root_may_enter(oci):
+    """process.cwd is entered before the user switch (as runc's finalizeNamespace does), so a
+    directory only root may enter is a valid cwd for a process of another user.
+
+    runc 1.1.5, same bundle: runs, prints "/private" and "1000".  ocirun before the fix: `create`
+    failed with "chdir to cwd ('/private') set in config.json failed: Permission denied"."""
+    proc = oci.run(_private_cwd(oci.config(args=("sh", "-c", "pwd; id -u"))))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["/private", "1000"]
+
+
+def test_exec_cwd_only_root_may_enter(oci):
+    """The same for `exec --user 1000:1000 --cwd /private` in a container of root's (runc 1.1.5:
+    "/private", "1000"; ocirun before the fix: "chdir to cwd ... failed: Permission denied")."""
+    spec = _private_cwd(oci.config(args=("sleep", "1000")))
+    spec["process"]["cwd"], spec["process"]["user"] = "/", {"uid": 0, "gid": 0}
+    oci.write(spec)
+    oci("run", "-d", "--bundle", oci.bundle, "c1", check=True)
+    proc = oci("exec", "--user", "1000:1000", "--cwd", "/private", "c1", "sh", "-c", "pwd; id -u")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["/private", "1000"]
+
+
+def test_cwd_not_a_directory_still_fails(oci):
+    """Only permission errors are retried as the user: a cwd that is not a directory fails `create`
+    as before.  runc 1.1.5 fails too, earlier and in its own words ("mkdir /bin/sh: not a
+    directory": it makes a missing cwd in the rootfs, which ocirun does not)."""
+    spec = _private_cwd(oci.config(args=("true",)))
+    spec["process"]["cwd"] = "/bin/sh"
+    proc = oci.run(spec)
+    assert proc.returncode != 0
+    assert "chdir to cwd ('/bin/sh') set in config.json failed: Not a directory" in proc.stderr
