@@ -124,7 +124,7 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         # /dev/ptmx is the container's (we are in its mount namespace): the slave lives in its devpts.
         from .terminal import setup_console  # imported before the setns by _preimport
 
-        setup_console(console, process.consoleSize, bind=False)
+        setup_console(console, process.consoleSize, bind=False, owner=process.user.uid)
     elif console is not None:
         os.close(console)
     env = _with_home(process)

@@ -323,7 +323,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     if process.terminal:
         from .terminal import setup_console
 
-        setup_console(console_sock, process.consoleSize)
+        setup_console(console_sock, process.consoleSize, owner=process.user.uid)
     elif console_sock is not None:
         os.close(console_sock)
     if "runtime_mntns" in handles:  # no mount namespace: back to the runtime's, after the last mount

@@ -143,12 +143,13 @@ def apply_caps(masks: dict[str, int], last_cap: int) -> None:
 def become_process(process: Process, masks: dict[str, int], last_cap: int, setgroups_allowed: bool,
                    chdir=os.chdir) -> None:
     """The privilege switch shared by the container's init and `exec`, in the only order that works:
-    cwd (as root, see :func:`enter_cwd_as_runtime`) → bounding set (needs CAP_SETPCAP) → user with
-    KEEPCAPS → cwd (as the user, when root was refused) → capability sets and ambient → no_new_privs
+    cwd (as root, see :func:`enter_cwd_as_runtime`) → bounding set (needs CAP_SETPCAP) → stdio pipes
+    to the user (:func:`hand_stdio_to`, needs CAP_CHOWN) → user with KEEPCAPS → cwd (as the user, when root was refused) → capability sets and ambient → no_new_privs
     → CPU affinity.  Seccomp is the caller's: where it goes depends on NNP;
     so are the scheduler and I/O priority (:func:`apply_priorities`), set before any of this."""
     entered = enter_cwd_as_runtime(process.cwd, chdir)
     drop_bounding(masks["bounding"], last_cap)
+    hand_stdio_to(process.user.uid)
     set_user(process, setgroups_allowed=setgroups_allowed)
     if not entered:
         chdir(process.cwd)
@@ -171,6 +172,37 @@ def apply_priorities(process: Process) -> None:
         from .sched import apply_priorities as apply
 
         apply(process)
+
+
+#: fchown errors that leave a stdio fd as it is, as runc's fixStdioPermissions: the owner or the
+#: new uid is not mapped in the container's user namespace (EPERM, EINVAL), a read-only mount (EROFS).
+_CHOWN_SKIPPED = (errno.EPERM, errno.EINVAL, errno.EROFS)
+
+
+def hand_stdio_to(uid: int) -> None:
+    """Give the process's user the stdio pipes it inherits, so that it may reopen them
+    (``/proc/self/fd/1``, ``/dev/stdout``: a pipe is mode 0600, owned by whoever made it).
+
+    runc's fixStdioPermissions chowns fds 0-2 whatever they are, except /dev/null.  Here only
+    anonymous pipes (on pipefs) are changed: they exist for this process's I/O and are owned by
+    nothing else.  Everything else is left alone: a regular file or named FIFO (a host file; runc
+    would give `ocirun run > /var/log/x` to uid 1000 of the host when there is no user namespace),
+    a character device (the host's /dev/null, or the caller's own terminal when there is no
+    process.terminal), a socket (fchown on a socket also changes the owner the kernel uses for
+    uid-based routing and netfilter owner matching of the caller's socket).  The container's own
+    pty is handed over by :func:`ocirun.terminal.setup_console`.  The group is kept (runc: the
+    mount may prefer another gid)."""
+    import stat
+
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISFIFO(st.st_mode) or st.st_uid == uid or k.fstatfs(fd)[0] != k.PIPEFS_MAGIC:
+                continue
+            os.fchown(fd, uid, -1)
+        except OSError as e:
+            if e.errno != errno.EBADF and e.errno not in _CHOWN_SKIPPED:
+                raise OSError(e.errno, f"chown stdio fd {fd} to uid {uid}: {e.strerror}") from None
 
 
 def enter_cwd_as_runtime(cwd: str, chdir=os.chdir) -> bool:

@@ -7,6 +7,7 @@ caller (conmon, the containerd shim) with SCM_RIGHTS over ``--console-socket``.
 from __future__ import annotations
 
 import array
+import errno
 import fcntl
 import os
 import socket
@@ -14,14 +15,25 @@ import struct
 import termios
 
 
-def setup_console(console_sock: int | None, size: dict | None, bind: bool = True) -> None:
+def setup_console(console_sock: int | None, size: dict | None, bind: bool = True, owner: int = 0) -> None:
     """Make the pty, send its master to the console socket, make the slave our stdio and
     controlling terminal.  ``bind``: also bind it onto /dev/console (the container's init does;
-    an `exec`'d process must not take the init's console)."""
+    an `exec`'d process must not take the init's console).  ``owner``: process.user.uid, who gets
+    the slave (its group stays the devpts mount's, tty), as runc does: the process can reopen its
+    terminal (``$(tty)``, /dev/stdout) and set its modes.  ``size``: set before the master leaves,
+    so the process starts on it (the caller's window size when the config gives none)."""
     if console_sock is None:
         raise OSError(22, "process.terminal is true but no --console-socket was given")
     master, slave = os.openpty()
     try:
+        if owner:
+            try:
+                os.fchown(slave, owner, -1)
+            except OSError as e:
+                # EINVAL: the uid is not mapped in the container's user namespace; the slave stays
+                # root's, as runc leaves it (fixStdioPermissions skips EINVAL/EPERM/EROFS).
+                if e.errno not in (errno.EPERM, errno.EINVAL, errno.EROFS):
+                    raise OSError(e.errno, f"chown the terminal to uid {owner}: {e.strerror}") from None
         if size:
             set_size(slave, size.get("height", 0), size.get("width", 0))
         sock = socket.socket(fileno=console_sock)

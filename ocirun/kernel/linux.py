@@ -278,6 +278,7 @@ PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
 TMPFS_MAGIC = 0x01021994
 DEVPTS_SUPER_MAGIC = 0x1CD1
+PIPEFS_MAGIC = 0x50495045  # anonymous pipes (pipe(2)); a named FIFO is on its own filesystem
 
 
 class _Statfs(ctypes.Structure):

@@ -5,8 +5,12 @@ runtime's credentials, the caller's window size on an `exec -t` pty before the p
 
 Each docstring gives what runc 1.1.5 does with the same bundle on this machine."""
 import os
+import subprocess
+import time
 
 import pytest
+
+from .conftest import OCIRUN
 
 pytestmark = pytest.mark.root
 
@@ -122,3 +126,85 @@ def test_cwd_not_a_directory_still_fails(oci):
     proc = oci.run(spec)
     assert proc.returncode != 0
     assert "chdir to cwd ('/bin/sh') set in config.json failed: Not a directory" in proc.stderr
+
+
+REOPEN_STDOUT = ("sh", "-c", "echo reopened > /proc/self/fd/1 && stat -L -c %u /proc/self/fd/1")
+
+
+def _as_uid_1000(spec: dict) -> dict:
+    spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    return spec
+
+
+def _ocirun_to_pipe(oci, *args) -> subprocess.CompletedProcess:
+    """The CLI with its stdout a pipe (as conmon and the containerd shim give it), not a file."""
+    return subprocess.run([OCIRUN, "--root", oci.root, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=30)
+
+
+def test_stdout_pipe_is_handed_to_the_process_user(oci):
+    """A process of uid 1000 can reopen its stdout pipe (/proc/self/fd/1): the pipe is given to it.
+
+    runc 1.1.5, same bundle with stdout a pipe: prints "reopened" and "1000" (fixStdioPermissions).
+    ocirun before the fix: "sh: can't create /proc/self/fd/1: Permission denied" (the pipe was
+    root's, mode 0600)."""
+    oci.write(_as_uid_1000(oci.config(args=REOPEN_STDOUT)))
+    proc = _ocirun_to_pipe(oci, "run", "--bundle", oci.bundle, "c1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["reopened", "1000"]
+
+
+def test_exec_stdout_pipe_is_handed_to_the_process_user(oci):
+    """The same for `exec --user 1000:1000` (runc 1.1.5: "reopened", "1000")."""
+    oci.write(oci.config(args=("sleep", "1000")))
+    oci("run", "-d", "--bundle", oci.bundle, "c1", check=True)
+    proc = _ocirun_to_pipe(oci, "exec", "--user", "1000:1000", "c1", *REOPEN_STDOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["reopened", "1000"]
+
+
+def test_stdout_host_file_is_not_handed_over(oci, tmp_path):
+    """A host file as stdout stays the host's: only anonymous pipes and the container's own pty are
+    given to process.user.  A deliberate deviation: runc 1.1.5, same bundle, `runc create > out`
+    leaves `out` owned by uid 1000 of the host (fixStdioPermissions chowns whatever fds 0-2 are;
+    `runc run` in the foreground gives the process pipes of its own instead)."""
+    oci.write(_as_uid_1000(oci.config(args=("echo", "hi"))))
+    out = tmp_path / "out"
+    with open(out, "w") as f, open(tmp_path / "err", "w+") as err:  # no pipe: the container keeps stdio
+        proc = subprocess.run([OCIRUN, "--root", oci.root, "create", "--bundle", oci.bundle, "c1"],
+                              stdin=subprocess.DEVNULL, stdout=f, stderr=err, timeout=30)
+        err.seek(0)
+        assert proc.returncode == 0, err.read()
+    oci("start", "c1", check=True)
+    for _ in range(200):  # until the process has exited (bounded; not a timing assertion)
+        if oci.state("c1")["status"] == "stopped":
+            break
+        time.sleep(0.05)
+    assert out.read_text() == "hi\n"
+    assert os.stat(out).st_uid == 0
+
+
+def test_terminal_is_handed_to_the_process_user(oci):
+    """The container's pty slave belongs to process.user (group tty kept), for `run` on a terminal.
+
+    runc 1.1.5, same bundle: "1000 5".  ocirun before the fix: "0 5"."""
+    from .test_terminal import run_on_pty
+
+    spec = _as_uid_1000(oci.config(args=("sh", "-c", "stat -c '%u %g' $(tty)")))
+    spec["process"]["terminal"] = True
+    oci.write(spec)
+    rc, out, _ = run_on_pty([OCIRUN, "--root", oci.root, "run", "--bundle", oci.bundle, "c1"])
+    assert rc == 0, out
+    assert out.split()[-2:] == ["1000", "5"]  # after the ambient-caps warning, on the same terminal
+
+
+def test_exec_terminal_is_handed_to_the_process_user(oci):
+    """The same for `exec -t --user 1000:1000` (runc 1.1.5: "1000 5"; before the fix "0 5")."""
+    from .test_terminal import run_on_pty
+
+    oci.write(oci.config(args=("sleep", "1000")))
+    oci("run", "-d", "--bundle", oci.bundle, "c1", check=True)
+    rc, out, _ = run_on_pty([OCIRUN, "--root", oci.root, "exec", "-t", "--user", "1000:1000", "c1",
+                             "sh", "-c", "stat -c '%u %g' $(tty)"])
+    assert rc == 0, out
+    assert out.split()[-2:] == ["1000", "5"]  # after the ambient-caps warning, on the same terminal
