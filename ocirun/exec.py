@@ -386,9 +386,14 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             if opts.console_socket:
                 console_fd = launcher._connect_console(opts.console_socket)
             else:
-                from .tty import console_pair
+                from .tty import caller_size, console_pair
 
                 tty_sock, console_fd = console_pair()
+                # The process starts on the caller's window size (attach only follows it later,
+                # once the process may have read 0x0): the stage sets it on the pty before execve.
+                size = caller_size()
+                if size:
+                    raw["consoleSize"] = {"height": size[0], "width": size[1]}
         if not opts.detach:
             from .kernel import linux as k
 

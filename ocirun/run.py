@@ -23,6 +23,12 @@ def run(rt, cid: str, opts, detach: bool = False, keep: bool = False) -> int:
     try:
         st = rt.create(cid, opts)
         master = console.accept_master() if console is not None else None
+        if master is not None:  # the process starts on our window size, not 0x0 (attach follows it later)
+            from .tty import caller_size, set_size
+
+            size = caller_size()
+            if size:
+                set_size(master, *size)
     except BaseException:
         if st is not None:  # created, but the pty master did not arrive
             _cleanup(rt, cid)

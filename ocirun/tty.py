@@ -89,6 +89,15 @@ def get_size(fd: int) -> tuple[int, int] | None:
     return rows, cols
 
 
+def caller_size(stdin: int = 0, stdout: int = 1) -> tuple[int, int] | None:
+    """The window size of the caller's terminal (stdin's, else stdout's), or None without one."""
+    for fd in (stdin, stdout):
+        if os.isatty(fd):
+            size = get_size(fd)
+            return size if size and size != (0, 0) else None
+    return None
+
+
 def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -115,16 +124,14 @@ def attach(master: int, pid: int, stdin: int = 0, stdout: int = 1, forward=FORWA
     saved = None
     if os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
-    size_from = stdin if os.isatty(stdin) else stdout if os.isatty(stdout) else None
 
     def resize(*_):
-        if size_from is not None:
-            size = get_size(size_from)
-            if size and size != (0, 0):
-                try:
-                    set_size(master, *size)
-                except OSError:
-                    pass
+        size = caller_size(stdin, stdout)
+        if size:
+            try:
+                set_size(master, *size)
+            except OSError:
+                pass
 
     def fwd(sig, _frame):
         try:

@@ -208,3 +208,42 @@ def test_exec_terminal_is_handed_to_the_process_user(oci):
                              "sh", "-c", "stat -c '%u %g' $(tty)"])
     assert rc == 0, out
     assert out.split()[-2:] == ["1000", "5"]  # after the ambient-caps warning, on the same terminal
+
+
+def test_exec_tty_starts_on_the_callers_window_size(oci):
+    """`exec -t` in the foreground: the process's first look at its terminal shows the caller's size.
+
+    runc 1.1.5, same container, caller's pty 33x101: "33 101".  ocirun before the fix: the size was
+    copied to the pty only once the process was running, a race the process lost in 2 of 6 runs here
+    (the `run` test below checks the same order deterministically)."""
+    from .test_terminal import run_on_pty
+
+    oci.write(oci.config(args=("sleep", "1000")))
+    oci("run", "-d", "--bundle", oci.bundle, "c1", check=True)
+    rc, out, _ = run_on_pty([OCIRUN, "--root", oci.root, "exec", "-t", "c1", "stty", "size"], size=(33, 101))
+    assert rc == 0, out
+    assert out.split()[-2:] == ["33", "101"]
+
+
+def test_run_terminal_starts_on_the_callers_window_size(oci, tmp_path):
+    """`run` with process.terminal and no consoleSize, in the foreground: the pty has the caller's
+    size before the process runs.  Seen from a startContainer hook (it runs after `start` connected
+    and before execve, so nothing can have resized the pty after the fact).
+
+    runc 1.1.5, same bundle without the hook, caller's pty 33x101: "33 101".  ocirun before the
+    fix: the hook saw a 0x0 pty (busybox's stty prints nothing for it): the size was copied only by
+    attach, after `start` returned."""
+    from .test_terminal import run_on_pty
+
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = oci.config(args=("stty", "size"))
+    spec["process"]["terminal"] = True
+    spec["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
+    spec["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c",
+                                                                   "stty size < /dev/console > /out/size"]}]}
+    oci.write(spec)
+    rc, text, _ = run_on_pty([OCIRUN, "--root", oci.root, "run", "--bundle", oci.bundle, "c1"], size=(33, 101))
+    assert rc == 0, text
+    assert (out / "size").read_text().split() == ["33", "101"]
+    assert text.split()[-2:] == ["33", "101"]
