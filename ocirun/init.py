@@ -221,7 +221,10 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     os.setsid()
     # Wait for our cgroup limits: applying a device list passes through deny-all, which must
     # not race with our own mknod below.
-    sync.recv(sock, sync.CGROUP_DONE)
+    done, tree_fds = sync.recv(sock, sync.CGROUP_DONE)
+    # With a user namespace, the runtime cloned the bind sources with its own credentials
+    # (ocirun.bindsource): mount index → detached tree, attached below.
+    trees = dict(zip(done.get("trees") or (), tree_fds))
     if linux.namespace("network") is not None and not linux.namespace("network").path:
         k.set_link_up("lo")
 
@@ -244,6 +247,11 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
             dev_is_bind = True
         if op.bind and (op.idmap or op.uid_mappings):  # made by the runtime (ocirun.idmap): attach it
             rootfs.bind_mount(rootfd, op, tree=fds[fd_index[f"idmap{i}"]])
+        elif i in trees:  # cloned by the runtime (ocirun.bindsource): attach it
+            try:
+                rootfs.bind_mount(rootfd, op, tree=trees.pop(i))
+            except OSError as e:
+                raise rootfs.RootfsError(f"mount {op.source} to {op.destination}: {e.strerror or e}") from None
         else:
             rootfs.do_mount(rootfd, op, userns, handles.get("cgroup_binds"))
     rootfs.mount_dev_defaults(rootfd, userns, dev_is_bind)

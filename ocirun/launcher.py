@@ -165,7 +165,12 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                     from .netdev import move_devices
 
                     move_devices(spec.linux.netDevices, f"/proc/{s2}/ns/net")
-                sync.send(sock, sync.CGROUP_DONE)
+                trees = _bind_trees(spec, opts.bundle, s2)
+                try:
+                    sync.send(sock, sync.CGROUP_DONE, fds=list(trees.values()), trees=list(trees))
+                finally:
+                    for fd in trees.values():
+                        os.close(fd)
                 st.pid = s2
                 st.pid_start = read_start_time(s2) or 0
             elif kind == sync.HOOKS:
@@ -365,6 +370,19 @@ def _idmapped_trees(spec: Spec, bundle: str) -> dict[int, int]:
         return detached_trees(spec, bundle)
     except OSError as e:
         raise OciError(str(e.strerror or e)) from None
+
+
+def _bind_trees(spec: Spec, bundle: str, pid: int) -> dict[int, int]:
+    """The bind mounts of a user-namespaced container, cloned with our credentials inside its mount
+    namespace for stage 2 to attach (see ocirun.bindsource for why)."""
+    from . import bindsource
+
+    if not bindsource.wanted(spec):
+        return {}
+    try:
+        return bindsource.trees(spec, bundle, pid)
+    except OSError as e:
+        raise InitError(str(e.strerror or e)) from None
 
 
 def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState, resources: dict):

@@ -15,8 +15,9 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
       ── USERNS_MAPPED ─────────────────────▶
                                              unshare the rest, fork → stage 2 (pid 1)
       ◀──────────────────── PID {pid} ──────
-      apply cgroup limits (after the last fork), move linux.netDevices in
-      ── CGROUP_DONE ───────────────────────▶
+      apply cgroup limits (after the last fork), move linux.netDevices in;
+      with a user namespace, clone the bind sources in its mount namespace (ocirun.bindsource)
+      ── CGROUP_DONE {trees} + fds ─────────▶
                                              mounts, devices (before pivot_root)
       ◀──────────────────── HOOKS ──────────  prestart + createRuntime, runtime side
       ── HOOKS_DONE ────────────────────────▶
@@ -28,9 +29,9 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
 Any step may answer ERROR {msg} instead; :func:`recv` raises it as :class:`PeerError`, and the
 parent prints it with context.
 
-Only CONFIG carries fds, and it says how many (``nfds``): :func:`recv` closes every fd that
-arrives otherwise (a message that carries none, more than announced, or a truncated control
-message) and raises, so none leaks into a stage that never looks at it and none is lost unnoticed.
+Only CONFIG and CGROUP_DONE carry fds, and they say how many (``nfds``): :func:`recv` closes
+every fd that arrives otherwise (a message that carries none, more than announced, or a truncated
+control message) and raises, so none leaks into a stage that never looks at it and none is lost unnoticed.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ WARNING = "warning"
 
 MESSAGES = {CONFIG, CGROUP_JOINED, USERNS_READY, USERNS_MAPPED, PID, CGROUP_DONE, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
 #: the messages that may carry fds (the count travels in the message as ``nfds``)
-FD_MESSAGES = {CONFIG}
+FD_MESSAGES = {CONFIG, CGROUP_DONE}
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_ERROR = 4096
 #: fds per message: the kernel's SCM_MAX_FD (sendmsg refuses more), so a receive buffer this size

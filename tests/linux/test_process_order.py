@@ -247,3 +247,63 @@ def test_run_terminal_starts_on_the_callers_window_size(oci, tmp_path):
     assert rc == 0, text
     assert (out / "size").read_text().split() == ["33", "101"]
     assert text.split()[-2:] == ["33", "101"]
+
+
+USERNS_MAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+@pytest.fixture
+def root_only_source():
+    """/var/tmp/X (0700, root's: only the host's root may traverse it) / src (0700, owned by the
+    container's root, host uid 100000) / file."""
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="ocirun-bindsrc-", dir="/var/tmp")
+    os.chmod(top, 0o700)
+    src = os.path.join(top, "src")
+    os.mkdir(src, 0o700)
+    with open(os.path.join(src, "file"), "w") as f:
+        f.write("from the host\n")
+    for path in (src, os.path.join(src, "file")):
+        os.chown(path, 100000, 100000)
+    yield src
+    shutil.rmtree(top)
+
+
+def _userns_with_bind(oci, src: str, script: str, options=("rbind",)) -> dict:
+    spec = oci.config(args=("sh", "-c", script))
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"]["uidMappings"] = spec["linux"]["gidMappings"] = USERNS_MAP
+    spec["mounts"].append({"destination": "/home", "type": "bind", "source": src, "options": list(options)})
+    return spec
+
+
+def test_bind_source_only_host_root_can_reach(oci, root_only_source):
+    """A bind source under a directory only the host's root may traverse, in a container whose root
+    is host uid 100000: the runtime opens it with its own credentials and the container sees it.
+
+    runc 1.1.5, same bundle: runs, prints "from the host" (it opens bind sources in the host
+    context).  ocirun before the fix: create failed with "mount /var/tmp/.../src to /home:
+    Permission denied" (open_tree from inside the user namespace)."""
+    proc = oci.run(_userns_with_bind(oci, root_only_source, "cat /home/file; touch /home/new && echo wrote"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["from the host", "wrote"]
+    assert os.stat(os.path.join(root_only_source, "new")).st_uid == 100000
+
+
+def test_bind_source_from_the_runtime_keeps_its_flags(oci, root_only_source):
+    """The tree the runtime clones carries the config's flags before it is attached: `ro` holds
+    (runc 1.1.5: "Read-only file system")."""
+    proc = oci.run(_userns_with_bind(oci, root_only_source, "cat /home/file; touch /home/new",
+                                     options=("rbind", "ro")))
+    assert proc.returncode != 0
+    assert "from the host" in proc.stdout and "Read-only file system" in proc.stderr
+    assert not os.path.exists(os.path.join(root_only_source, "new"))
+
+
+def test_bind_source_missing_names_the_mount(oci, tmp_path):
+    """A source that does not exist fails create with the mount named, as before."""
+    proc = oci.run(_userns_with_bind(oci, str(tmp_path / "nowhere"), "true"))
+    assert proc.returncode != 0
+    assert f"mount {tmp_path / 'nowhere'} to /home: No such file or directory" in proc.stderr
