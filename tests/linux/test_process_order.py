@@ -125,7 +125,7 @@ def test_cwd_not_a_directory_still_fails(oci):
     spec["process"]["cwd"] = "/bin/sh"
     proc = oci.run(spec)
     assert proc.returncode != 0
-    assert "chdir to cwd ('/bin/sh') set in config.json failed: Not a directory" in proc.stderr
+    assert "chdir to cwd ('/bin/sh') set in config.json failed: not a directory" in proc.stderr
 
 
 REOPEN_STDOUT = ("sh", "-c", "echo reopened > /proc/self/fd/1 && stat -L -c %u /proc/self/fd/1")
@@ -306,4 +306,4 @@ def test_bind_source_missing_names_the_mount(oci, tmp_path):
     """A source that does not exist fails create with the mount named, as before."""
     proc = oci.run(_userns_with_bind(oci, str(tmp_path / "nowhere"), "true"))
     assert proc.returncode != 0
-    assert f"mount {tmp_path / 'nowhere'} to /home: No such file or directory" in proc.stderr
+    assert f"mount {tmp_path / 'nowhere'} to /home: no such file or directory" in proc.stderr
