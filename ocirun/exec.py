@@ -520,7 +520,7 @@ def _handshake(rt, sock, stage: int, mgr, sub_dirs, process, early_return: bool,
             raise ExecFailed(f"unable to start container process: {e}") from None
         kind = msg["type"]
         if kind == sync.WARNING:
-            rt.log.warning(msg["msg"])
+            rt.log.log(msg.get("level", "warning"), msg["msg"])
         elif kind == sync.PID:
             final = started["pid"] = int(msg["pid"])
             _reap(stage)

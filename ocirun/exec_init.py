@@ -49,9 +49,9 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
 
     # Host-side facts, read while /proc is still ours.
     last_cap = k.cap_last_cap()
-    masks, skipped = security.cap_sets(process, last_cap)
-    for text in skipped:
-        sync.send(sock, sync.WARNING, msg=text)
+    masks, notes = security.cap_sets(process, last_cap)
+    for level, text in notes:
+        sync.send(sock, sync.WARNING, msg=text, level=level)
     seccomp = listener = None
     if msg.get("seccomp"):
         from .seccomp import CompiledFilter

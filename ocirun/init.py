@@ -342,9 +342,9 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         handles.pop("procfs").close()  # now, not at execve: dissolving the clone costs ≈0.1 ms
 
     last_cap = handles.pop("last_cap")
-    masks, skipped = security.cap_sets(process, last_cap)
-    for text in skipped:
-        sync.send(sock, sync.WARNING, msg=text)
+    masks, notes = security.cap_sets(process, last_cap)
+    for level, text in notes:
+        sync.send(sock, sync.WARNING, msg=text, level=level)
     seccomp = None
     if linux.seccomp:
         from . import seccomp as sc

@@ -146,7 +146,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                 raise (HookError if e.payload.get("hook") else InitError)(str(e)) from None
             kind = msg["type"]
             if kind == sync.WARNING:
-                log.warning(msg["msg"])
+                log.log(msg.get("level", "warning"), msg["msg"])
             elif kind == sync.USERNS_READY:
                 write_id_maps(s1, spec)
                 sync.send(sock, sync.USERNS_MAPPED)

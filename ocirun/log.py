@@ -40,6 +40,10 @@ class Logger:
             return dumps({"level": _level_word(level), "msg": msg, "time": now}, compact=True) + "\n"
         return f'time="{now}" level={_level_word(level)} msg="{_escape(msg)}"\n'
 
+    def log(self, level: str, msg: str) -> None:
+        """A record at ``level`` (a name of LEVELS), e.g. one relayed from the init stage."""
+        self._emit(level if level in LEVELS else "warning", msg)
+
     def debug(self, msg: str) -> None:
         self._emit("debug", msg)
 

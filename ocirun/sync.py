@@ -62,7 +62,7 @@ HOOKS = "hooks"
 HOOKS_DONE = "hooks-done"
 READY = "ready"
 ERROR = "error"
-WARNING = "warning"
+WARNING = "warning"  # a note for the log: {"msg", "level": "warning"|"info"}
 
 MESSAGES = {CONFIG, CGROUP_JOINED, USERNS_READY, USERNS_MAPPED, PID, CGROUP_DONE, HOOKS, HOOKS_DONE, READY, ERROR, WARNING}
 #: the messages that may carry fds (the count travels in the message as ``nfds``)

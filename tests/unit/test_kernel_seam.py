@@ -72,8 +72,8 @@ def test_privilege_drop_order(monkeypatch):
                           "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
                                            "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"],
                                            "ambient": ["CAP_KILL"]}})
-    masks, skipped = security.cap_sets(proc, 40)
-    assert skipped == [] and masks["bounding"] == 1 << 5
+    masks, notes = security.cap_sets(proc, 40)
+    assert notes == [] and masks["bounding"] == 1 << 5
     security.drop_bounding(masks["bounding"], 40)
     dropped = [args[1] for args in fk.of("prctl") if args[0] == k.PR_CAPBSET_DROP]
     assert dropped == [c for c in range(41) if c != 5]
