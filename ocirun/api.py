@@ -106,6 +106,10 @@ class _PyLog:
     def error(self, msg: str) -> None:
         self.logger.error(msg)
 
+    def log(self, level: str, msg: str) -> None:
+        """A record at a named level (ocirun.log.Logger's interface: the init stage's notes carry one)."""
+        {"debug": self.debug, "info": self.info, "error": self.error}.get(level, self.warning)(msg)
+
 
 _ADOPT_LOCK = threading.Lock()
 
