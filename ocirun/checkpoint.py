@@ -204,6 +204,9 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
         resources = resources_with_default_devices(spec.linux.resources)
         mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=st.systemd_cgroup,
                                     devices=resources.get("devices"))
+        mgr.plan_create()  # recorded before made: a killed restore leaves nothing `delete --force` misses
+        st.cgroup = mgr.to_state()
+        sd.save(st)
         mgr.create()
         st.cgroup = mgr.to_state()
         sd.save(st)
@@ -241,7 +244,9 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
 
             def on_notify(script: str, pid: int, fds: list[int]) -> None:
                 if script == "post-restore":
-                    restored["pid"] = pid
+                    from .state import read_start_time
+
+                    restored["pid"], restored["start"] = pid, read_start_time(pid) or 0
                 elif script == "orphan-pts-master" and fds and console_fd is not None:
                     _send_master(console_fd, fds[0])  # the restored terminal, to --console-socket
 
@@ -265,22 +270,24 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
         sd.save(st)
         if flags.get("pid-file"):
             write_pid_file(flags["pid-file"], pid)
-    except BaseException:
-        if restored.get("pid"):
-            try:
-                os.kill(restored["pid"], 9)
-            except ProcessLookupError:
-                pass
-        if mgr is not None:
-            try:
-                mgr.kill_all(9)
-            except Exception:
-                pass
-            mgr.destroy()
-        from .container import _remove_dir
+    except BaseException as e:
+        # The one teardown (ocirun.teardown): every process in the cgroup, the restored init by
+        # pidfd (pid + start time), a bounded wait, the cgroups, the criu-root mount, the state dir.
+        from .teardown import Process, kill_all, remove_state_dir
 
+        init = Process(restored["pid"], restored["start"]) if restored.get("start") else None
+        try:
+            kill_all(mgr, init)
+            if mgr is not None:
+                mgr.destroy()
+        except OciError as undo_error:
+            rt.log.warning(f"{undo_error} (left for `delete --force {cid}`)")
+            raise e
+        finally:
+            if init is not None:
+                init.close()
         _unmount(root, mounted)
-        _remove_dir(sd.path)
+        remove_state_dir(sd.path)
         raise
     finally:
         if mounted and os.path.isdir(root):

@@ -7,12 +7,11 @@ status, with runc's wording.
 from __future__ import annotations
 
 import os
-import time
 
 from .signals import SIGKILL
 from .errors import ContainerExists, InvalidState, NotRunning, OciError
-from .state import (CREATED, PAUSED, RUNNING, STOPPED, ContainerState, StateDir, list_ids, read_start_time,
-                    refresh)
+from .state import (CREATED, CREATING, PAUSED, RUNNING, STOPPED, ContainerState, StateDir, list_ids,
+                    read_start_time, refresh)
 
 
 class Runtime:
@@ -62,8 +61,9 @@ class Runtime:
                     spec = notify.prepare(spec, sd.path, opts.bundle)
                 handed = True  # from here launcher.create kills and reaps the init on failure
                 return launcher.create(spec, sd, opts, self.log, init=init)
-            except BaseException:
-                _remove_dir(sd.path)
+            except BaseException as e:
+                if not getattr(e, "keep_state", False):  # set when the undo left something to remove
+                    remove_state_dir(sd.path)
                 raise
             finally:
                 os.close(lock)
@@ -86,13 +86,14 @@ class Runtime:
                 raise InvalidState("cannot start an already running container" if st.status == RUNNING
                                    else f"cannot start a container in the {st.status} state")
             relay = _notify_relay(sd)
+            # Raises, touching nothing, when the init cannot be woken (a start socket nobody listens
+            # on): a container that start did not wake is never torn down by it.
             err = _connect_and_wait(sd, st)
             _remove_file(sd.start_socket)
             st.status = RUNNING
             if err is not None:
-                # A startContainer hook (or the switch to the container's user) failed:
-                # "stop the container, and continue the lifecycle at step 12".
-                self._kill_and_wait(st)
+                # The init answered, then a startContainer hook (or the switch to the container's
+                # user) failed: "stop the container, and continue the lifecycle at step 12".
                 self._destroy(sd, st, _saved_hooks(st))
                 raise OciError(err)
             self._poststart(sd, st)
@@ -117,7 +118,6 @@ class Runtime:
             run_phase("poststart", hooks.poststart, st.hook_state())
         except OciError:
             # runtime.md step 9: generate an error, stop the container, continue at step 12.
-            self._kill_and_wait(st)
             self._destroy(sd, st, hooks)
             raise
 
@@ -144,17 +144,20 @@ class Runtime:
     # -- kill -------------------------------------------------------------------------------------
     def kill(self, cid: str, sig: int, all_procs: bool = False) -> None:
         sd, st = self.load(cid)
+        if all_procs and st.cgroup and st.status != CREATING:
+            # Every process in the cgroup, whatever the status: a stopped container may still have
+            # some (no pid namespace; runc signals them too, and succeeds when there are none).
+            from .teardown import signal_container
+
+            signal_container(st.cgroup, sig)
+            return
         if st.status not in (CREATED, RUNNING, PAUSED) or st.pid <= 0:
             raise NotRunning()
-        if all_procs and st.cgroup:
-            from .cgroups import Manager
+        from .kernel.process import signal_pid
 
-            Manager.from_state(st.cgroup).kill_all(sig)
-            return
-        try:
-            os.kill(st.pid, sig)
-        except ProcessLookupError:
-            raise NotRunning() from None
+        # Through a pidfd opened once the pid still had the init's start time: never a reused pid.
+        if not signal_pid(st.pid, sig, lambda pid: read_start_time(pid) == st.pid_start):
+            raise NotRunning()
         if sig == SIGKILL and st.status in (PAUSED, CREATED) and st.cgroup:
             # A frozen task acts on SIGKILL only once thawed (cgroup v1); runc thaws for SIGKILL only.
             # CREATED too: refresh() reports a paused created container as "created".
@@ -177,59 +180,24 @@ class Runtime:
             try:
                 st = refresh(sd, sd.load())
             except OciError:
-                if force:  # a half-made container (create was killed): just remove what is there
-                    _remove_dir(sd.path)
+                if force:  # a half-made container (create killed before its first record): just the dir
+                    remove_state_dir(sd.path)
                     return
                 raise
-            if st.status != STOPPED:
-                if not force:
-                    if st.status == "creating":
-                        raise InvalidState(f"cannot delete container {cid} while it is being created")
-                    raise InvalidState(f"cannot delete container {cid} that is not stopped: {st.status}")
-                self._kill_and_wait(st)
+            if st.status != STOPPED and not force:
+                if st.status == CREATING:
+                    raise InvalidState(f"cannot delete container {cid} while it is being created")
+                raise InvalidState(f"cannot delete container {cid} that is not stopped: {st.status}")
+            # Stopped or not, whatever is left in the cgroup is killed first (ocirun.teardown).
             self._destroy(sd, st, _saved_hooks(st))
         finally:
             os.close(lock)
 
-    def _kill_and_wait(self, st: ContainerState) -> None:
-        if st.cgroup:
-            try:
-                from .cgroups import Manager
-
-                mgr = Manager.from_state(st.cgroup)
-                if mgr.is_frozen():
-                    mgr.thaw()
-                mgr.kill_all(SIGKILL)
-            except OciError:
-                pass
-        if st.pid <= 0:
-            return
-        try:
-            os.kill(st.pid, SIGKILL)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            start = read_start_time(st.pid)
-            if start is None or start != st.pid_start:
-                break
-            try:
-                os.waitpid(st.pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.002)
-
     def _destroy(self, sd: StateDir, st: ContainerState, hooks) -> None:
-        """Step 12 (undo create) then step 13 (poststop hooks, failures are warnings)."""
-        if st.cgroup:
-            from .cgroups import Manager
+        """Step 12 (undo create: ocirun.teardown) then step 13 (poststop hooks, failures are warnings)."""
+        from .teardown import destroy
 
-            Manager.from_state(st.cgroup).destroy()
-        if st.intel_rdt:
-            from .intelrdt import remove
-
-            remove(st.intel_rdt)
-        _remove_dir(sd.path)
+        destroy(sd, st)
         if hooks.poststop:
             from .hooks import run_phase
 
@@ -285,6 +253,8 @@ _NO_HOOKS = _NoHooks()
 def _connect_and_wait(sd: StateDir, st: ContainerState) -> str | None:
     """Connect to the start socket (wakes the init), read until EOF; return the init's error, if any.
 
+    Raises OciError when the init was not woken (connect refused, or no answer at all).
+
     The init answers "0" once woken, then either execs (its end is close-on-exec:
     EOF) or sends "E<message>" if a startContainer hook or the privilege switch failed.
     """
@@ -297,7 +267,10 @@ def _connect_and_wait(sd: StateDir, st: ContainerState) -> str | None:
         s.connect(f"/proc/self/fd/{dirfd}/{os.path.basename(sd.start_socket)}")
     except OSError as e:
         s.close()
-        return f"connect to the container's init: {e.strerror}"
+        # Nobody listening (a start socket left over by a `start` killed mid-way, the init gone):
+        # this start woke nothing, so it changes nothing.
+        raise OciError(f"cannot start container {st.id}: connect to the container's init: {e.strerror}") \
+            from None
     finally:
         os.close(dirfd)
     data = b""
@@ -315,8 +288,8 @@ def _connect_and_wait(sd: StateDir, st: ContainerState) -> str | None:
             data += chunk
     finally:
         s.close()
-    if not data:
-        return "container init exited before start"
+    if not data:  # it never answered: not woken by us, so not ours to tear down
+        raise OciError(f"cannot start container {st.id}: container init exited before start")
     if data.startswith(b"0E"):
         return data[2:].decode(errors="replace")
     return None
@@ -329,18 +302,10 @@ def _remove_file(path: str) -> None:
         pass
 
 
-def _remove_dir(path: str) -> None:
-    """Remove a container's state dir (flat: state.json, lock, exec.sock) without importing shutil."""
-    try:
-        entries = list(os.scandir(path))  # the d_type of getdents: no stat per entry
-    except FileNotFoundError:
-        return
-    for e in entries:
-        if e.is_dir(follow_symlinks=False):
-            _remove_dir(e.path)
-        else:
-            _remove_file(e.path)
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
+def remove_state_dir(path: str) -> None:
+    from .teardown import remove_state_dir
+
+    remove_state_dir(path)
+
+
+_remove_dir = remove_state_dir  # the name ocirun.checkpoint used

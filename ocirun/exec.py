@@ -462,18 +462,28 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             forward.pid = None  # nothing more to forward to a process we kill
         if started.get("stage_reaped"):
             stage = None  # its pid may belong to someone else by now
-        for pid in (final, stage):
-            if pid:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        if final:  # through the pidfd opened when its pid arrived: never a pid reused since
+            from .kernel.process import pidfd_signal
+
+            if started.get("pidfd") is not None:
+                pidfd_signal(started["pidfd"], signal.SIGKILL)
+        if stage:  # our child, not reaped yet: its pid is still its own
+            try:
+                os.kill(stage, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if stage:
             _reap(stage)
         if final and not opts.detach:
-            _reap(final)
+            from .kernel.process import wait_exited
+
+            # bounded: a process frozen in a paused container acts on SIGKILL only once thawed
+            if started.get("pidfd") is None or wait_exited(started["pidfd"], 10.0):
+                _reap(final)
         raise
     finally:
+        if started.get("pidfd") is not None:
+            os.close(started["pidfd"])
         if forward is not None:
             forward.restore()
         for _, fd in namespaces:
@@ -523,6 +533,9 @@ def _handshake(rt, sock, stage: int, mgr, sub_dirs, process, early_return: bool,
             rt.log.log(msg.get("level", "warning"), msg["msg"])
         elif kind == sync.PID:
             final = started["pid"] = int(msg["pid"])
+            from .kernel.process import pidfd_open
+
+            started["pidfd"] = pidfd_open(final)  # what a failure path signals (ocirun.teardown's rule)
             _reap(stage)
             started["stage_reaped"] = True
             if mgr is not None and paused:

@@ -27,6 +27,8 @@ from .kernel import linux as k
 from .pathsafe import O_PATH
 
 ENV_INITPIPE = sync.ENV_INITPIPE
+INIT_COMM = "ocirun:[init]"  # = ocirun.state.INIT_COMM (not imported: state pulls in fastjson)
+EXEC_COMM = "ocirun:[exec]"
 
 
 def main() -> None:
@@ -43,6 +45,8 @@ def main() -> None:
         # Non-dumpable: a process in the container cannot open /proc/<us>/exe (the interpreter)
         # or ptrace us while we still hold host resources (CVE-2019-5736 class).
         k.prctl(k.PR_SET_DUMPABLE, 0)
+        # The comm until execve replaces it: `state` reads "created" from it (ocirun.state.refresh).
+        k.set_name(EXEC_COMM if os.environ.get("_OCIRUN_INITMODE") == "exec" else INIT_COMM)
         msg, fds = sync.recv(sock, sync.CONFIG)
         if os.environ.get("_OCIRUN_INITMODE") == "exec":  # `ocirun exec`: see ocirun.exec_init
             from .exec_init import exec_stage

@@ -104,6 +104,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         raise
     s1, sock = init if init is not None else spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     s2 = None
+    s2_start = 0
     cgroup = None
     try:
         # CONFIG goes first, so that the init parses and imports while we make its cgroup and move it
@@ -131,15 +132,15 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
             os.close(console_fd)
             console_fd = None
         resources = resources_with_default_devices(spec.linux.resources, rootless=opts.rootless)
-        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st, resources)
-        # Record what we made before going on: if this process is killed mid-way, the state says
-        # "creating" and names the cgroup, so `delete --force` can still remove everything.
-        sd.save(st)
+        # The state ("creating") names the cgroup before any directory of it is made: if this
+        # process is killed at any instant, `delete --force` finds and removes everything.
+        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st, resources, record=sd.save, log=log)
         try:
             sync.send(sock, sync.CGROUP_JOINED)
         except OSError:
             pass  # the init failed already: its ERROR (or EOF) is next in the queue
         while True:
+            _wait_for_init(sock, cgroup)  # bounded: refused if the stage is frozen in its cgroup
             try:
                 msg, _ = sync.recv(sock)  # no message to us carries fds: recv refuses (and closes) any
             except sync.PeerError as e:
@@ -152,7 +153,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                 sync.send(sock, sync.USERNS_MAPPED)
             elif kind == sync.PID:
                 s2 = msg["pid"]
-                _reap(s1)
+                s2_start = read_start_time(s2) or 0  # now: what the undo below checks before killing
+                _reap(s1, cgroup)
                 # Limits go on after the init stage's last fork: a pids limit of 0 is valid.
                 if cgroup is not None:
                     cgroup.apply(resources)
@@ -172,7 +174,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                     for fd in trees.values():
                         os.close(fd)
                 st.pid = s2
-                st.pid_start = read_start_time(s2) or 0
+                st.pid_start = s2_start
             elif kind == sync.HOOKS:
                 _run_create_hooks(spec, st)
                 sync.send(sock, sync.HOOKS_DONE)
@@ -189,7 +191,12 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
             write_pid_file(opts.pid_file, s2)
         return st
     except BaseException as e:
-        _undo(s1, s2, cgroup)
+        try:
+            _undo(s1, s2 and (s2, s2_start), cgroup)
+        except OciError as undo_error:
+            # Something could not be removed: the state (it names all of it) stays for `delete --force`.
+            log.warning(f"{undo_error} (left for `delete --force {sd.id}`)")
+            e.keep_state = True
         if st.intel_rdt:
             from .intelrdt import remove
 
@@ -260,35 +267,64 @@ def _run_create_hooks(spec: Spec, st: ContainerState) -> None:
     run_phase("createRuntime", spec.hooks.createRuntime, state)
 
 
-def _undo(s1: int, s2: int | None, cgroup) -> None:
-    """Kill whatever the init stage became and reap it; remove its cgroup."""
-    if s2:
-        try:
-            os.kill(s2, SIGKILL)
-        except ProcessLookupError:
-            pass
+def _undo(s1: int, s2: tuple | None, cgroup) -> None:
+    """Kill whatever the init stage became, reap it, remove its cgroup: ocirun.teardown's kill (every
+    process in the cgroup, the init by pidfd, a bounded wait), then the stage we spawned.
+
+    ``s2``: (pid, start time) of the container's init once reported."""
+    from .teardown import Process, kill_all
+
     try:
-        os.kill(s1, SIGKILL)
+        os.kill(s1, SIGKILL)  # our child, not reaped yet: its pid cannot have been reused
     except ProcessLookupError:
         pass
-    _reap(s1)
-    if s2 and cgroup is None:
-        _wait_gone(s2)
+    init = Process(*s2) if s2 else None
+    survivors = False
+    try:
+        kill_all(cgroup, init)  # thaws a frozen cgroup: the stage dies there too
+    except OciError:
+        survivors = True  # (an ancestor frozen meanwhile): the destroy below says what is left
+    finally:
+        if init is not None:
+            init.close()
+    _reap(s1, None, timeout=0 if survivors else 10.0)
     if cgroup is not None:
-        try:
-            cgroup.kill_all(SIGKILL)
-        except Exception:
-            pass
         cgroup.destroy()
 
 
-def _wait_gone(pid: int, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while read_start_time(pid) is not None and time.monotonic() < deadline:
-        time.sleep(0.005)
+#: How long the parent waits on a silent init stage before it looks whether the stage can still
+#: answer (a frozen cgroup: it never will).  Hooks and mounts may take long; a frozen init, for ever.
+_INIT_CHECK = 1.0
 
 
-def _reap(pid: int) -> None:
+def _wait_for_init(sock, cgroup) -> None:
+    """Wait until the init stage has something to say; refuse, rather than hang, when its cgroup is
+    frozen (runc's wording): a frozen stage can neither answer nor exit (which would end the wait)."""
+    import select
+
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLIN)
+    while not p.poll(int(_INIT_CHECK * 1000)):
+        if cgroup is not None and cgroup.is_frozen():
+            raise InitError("container's cgroup unexpectedly frozen")
+
+
+def _reap(pid: int, cgroup=None, timeout: float = 10.0) -> None:
+    """Reap our child ``pid``; bounded: a stage frozen in its cgroup never exits (refused as such),
+    and one that will not die after SIGKILL is left to be reaped when we exit."""
+    from .kernel.process import pidfd_open, wait_exited
+
+    fd = pidfd_open(pid)  # our unreaped child: the pid is still its own
+    if fd is not None:
+        try:
+            deadline = time.monotonic() + timeout
+            while not wait_exited(fd, _INIT_CHECK):
+                if cgroup is not None and cgroup.is_frozen():
+                    raise InitError("container's cgroup unexpectedly frozen")
+                if time.monotonic() > deadline:
+                    return
+        finally:
+            os.close(fd)
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
@@ -385,13 +421,31 @@ def _bind_trees(spec: Spec, bundle: str, pid: int) -> dict[int, int]:
         raise InitError(str(e.strerror or e)) from None
 
 
-def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState, resources: dict):
+def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState, resources: dict,
+                  record=None, log=None):
     """Create the container's cgroup and move the init stage in before it forks (the limits of
-    ``resources`` go on later; a systemd unit starts with its device rules, see cgroups.systemd)."""
+    ``resources`` go on later; a systemd unit starts with its device rules, see cgroups.systemd).
+
+    As runc: a cgroup that exists already and is frozen is refused (the init would hang in it), a
+    non-empty one is warned about.  ``record(st)`` is called with the directories about to be made
+    already in ``st.cgroup``, before the first mkdir (see Manager.plan_create)."""
     from . import cgroups
 
     mgr = cgroups.for_container(spec.linux.cgroupsPath, cid, systemd=opts.systemd_cgroup, rootless=opts.rootless,
                                 devices=resources.get("devices"))
+    if mgr.frozen_from_the_start():
+        raise cgroups.CgroupError("container's cgroup unexpectedly frozen")
+    if log is not None:
+        try:
+            n = len(mgr.pids())
+        except cgroups.CgroupError:
+            n = 0
+        if n:
+            log.warning(f"container's cgroup is not empty: {n} process(es) found")
+    mgr.plan_create()
+    st.cgroup = mgr.to_state()
+    if record is not None:
+        record(st)
     try:
         mgr.create()  # may fail part-way (one hierarchy out of ten): what it made is in mgr.created
         mgr.add_pid(pid)

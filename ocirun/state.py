@@ -2,8 +2,9 @@
 
 The file records what `create` decided (bundle, init pid and its start time,
 cgroup paths, ...).  The *status* is never trusted from the file: it is derived
-on every command from the init process (alive? same start time? still waiting on
-exec.sock?), so a reused pid or a crashed runtime cannot lie to the caller.
+on every command from the init process (alive? same start time? not exec'd yet,
+by its comm?), so a reused pid, a crashed runtime or a file left over cannot lie
+to the caller.
 """
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"  # the config as `create` used it: what every later command reads, never the bundle's
 LOCK_FILE = "lock"
 START_SOCKET = "exec.sock"  # the created init waits in accept() on it; `start` connects
+#: The comm (/proc/PID/comm, ≤ 15 bytes) of the init stage until it execs the container's program:
+#: set by ocirun.init.main, replaced by the kernel at execve — how `state` tells created from running.
+INIT_COMM = "ocirun:[init]"
+INIT_COMM_BYTES = INIT_COMM.encode()
 MAX_ID_LEN = 1024
 
 CREATING, CREATED, RUNNING, STOPPED, PAUSED = "creating", "created", "running", "stopped", "paused"
@@ -194,30 +199,42 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def read_start_time(pid: int, proc: str = "/proc") -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks), or None if the pid is gone."""
+def read_stat(pid: int, proc: str = "/proc") -> tuple[int, bytes] | None:
+    """(start time, comm) from /proc/PID/stat — fields 22 and 2 of one read — or None if the pid is
+    gone (or a zombie: the process has exited)."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as f:
             data = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # comm may contain spaces and parentheses: split after the last ')'.
-    rest = data[data.rindex(b")") + 2:].split()
+    end = data.rindex(b")")
+    rest = data[end + 2:].split()
     if rest[0] in (b"Z", b"X"):  # zombie or dead: the process has exited
         return None
-    return int(rest[19])
+    return int(rest[19]), data[data.index(b"(") + 1:end]
+
+
+def read_start_time(pid: int, proc: str = "/proc") -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks), or None if the pid is gone."""
+    stat = read_stat(pid, proc)
+    return None if stat is None else stat[0]
 
 
 def refresh(sd: StateDir, st: ContainerState, proc: str = "/proc") -> ContainerState:
-    """Derive the status from the init process and the start socket (runc's refreshState uses a fifo)."""
+    """Derive the status from the kernel, as runc's refreshState does: the init's pid and start time
+    (another start time: the pid was reused, the container is stopped), and whether the init still
+    waits for `start` — its comm is :data:`INIT_COMM`, which the init stage sets and execve replaces
+    with the program's name.  The start socket must exist too (`start` removes it once it has woken
+    the init, before the execve); on its own, a file left over proves nothing."""
     if st.pid <= 0:  # never signal or trust pid 0/-1: kill(0) would hit the caller's process group
         st.status = CREATING
         return st
-    start = read_start_time(st.pid, proc)
-    if start is None or start != st.pid_start:
+    stat = read_stat(st.pid, proc)
+    if stat is None or stat[0] != st.pid_start:
         st.status = STOPPED
         return st
-    if os.path.exists(sd.start_socket):
+    if stat[1] == INIT_COMM_BYTES and os.path.exists(sd.start_socket):
         st.status = CREATED
     else:
         st.status = RUNNING

@@ -238,7 +238,11 @@ class Manager:
         return read_procs(self.path)
 
     def kill_all(self, sig: int = _signal.SIGKILL) -> None:
-        """Freeze, signal every process, thaw — so nothing forks in between (runc's signalAllProcesses)."""
+        """Freeze, signal every process, thaw — so nothing forks in between (runc's signalAllProcesses).
+
+        Each process is signalled through a pidfd, and only if its pid is still listed in the cgroup
+        once that pidfd is open: a pid read from cgroup.procs whose process exited meanwhile (and
+        whose number went to someone else) is never hit (ocirun.kernel.process)."""
         frozen = False
         try:
             self.freeze()
@@ -246,14 +250,69 @@ class Manager:
         except CgroupError as e:
             log.debug("kill_all: cannot freeze %s: %s", self.path, e)
         try:
-            for pid in self.pids():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+            pids = self.pids()
+            if pids:
+                from ..kernel.process import signal_listed
+
+                signal_listed(pids, sig, self.pids)
         finally:
             if frozen:
                 self.thaw()
+
+    def frozen_from_the_start(self) -> bool:
+        """Whether a process put into this cgroup now would be frozen: the cgroup exists and is frozen,
+        or does not exist yet below a frozen ancestor (the freezer state is inherited).  `create`
+        refuses such a cgroup rather than wait for an init stage that cannot run."""
+        if self.is_frozen():
+            return True
+        d, kind = self._freezer_dir()
+        if not d:
+            return False
+        while not os.path.isdir(d):
+            d = os.path.dirname(d)
+        if kind == "v1":
+            try:
+                return read(d, "freezer.state").strip() != "THAWED"
+            except CgroupError:
+                return False
+        try:
+            return "frozen 1" in read(d, "cgroup.events").splitlines()
+        except CgroupError:
+            return False
+
+    def _freezer_dir(self) -> tuple[str, str]:
+        """(the directory whose freezer state applies, "v1" or "v2"); ("", "") without a freezer."""
+        return self.path, "v2"
+
+    def is_empty(self) -> bool:
+        """No process left in the cgroup (or below it): what `delete` waits for before the rmdirs."""
+        try:
+            return not self.pids()
+        except CgroupError:
+            return True  # gone already
+
+    def plan_create(self) -> None:
+        """Add to ``created`` every directory :meth:`create` is about to make, before it makes any.
+
+        `create` saves the state right after this: a `create` killed at any instant then leaves no
+        directory that its state does not name, and `delete --force` removes them (rmdir of one that
+        was not made yet is a no-op).  The rule of :meth:`_mkdir_p` for ocirun's shared default parent
+        is the same here: it is recorded whoever made it."""
+        for d, mnt in self._dir_mounts():
+            rel = os.path.relpath(d, mnt)
+            if rel.startswith(".."):
+                continue  # create() refuses it, with the error
+            cur = mnt
+            for part in [] if rel == "." else rel.split("/"):
+                cur = os.path.join(cur, part)
+                if cur in self.created:
+                    continue
+                if not os.path.isdir(cur) or os.path.relpath(cur, mnt) == DEFAULT_PARENT.lstrip("/"):
+                    self.created.append(cur)
+
+    def _dir_mounts(self) -> list[tuple[str, str]]:
+        """(cgroup dir, its hierarchy's mountpoint) for each directory the container gets."""
+        raise NotImplementedError
 
     def update(self, resources: dict) -> None:
         """Like :meth:`apply`, with Docker's convention that a zero means "leave as it is"."""

@@ -357,6 +357,9 @@ class SystemdManager(Manager):
     def create(self) -> None:
         """Nothing yet: a scope cannot exist without its processes, so it starts in :meth:`add_pid`."""
 
+    def plan_create(self) -> None:
+        self.fs.plan_create()  # the unit's name is in the state already; the directories are cgroupfs's
+
     def add_pid(self, pid: int) -> None:
         if not self.started:
             props = start_properties(self.slice, self.container_id, pid, self.mode == "unified")
@@ -444,6 +447,12 @@ class SystemdManager(Manager):
 
     def kill_all(self, sig: int = 9) -> None:
         self.fs.kill_all(sig)
+
+    def is_empty(self) -> bool:
+        return self.fs.is_empty()
+
+    def frozen_from_the_start(self) -> bool:
+        return self.fs.frozen_from_the_start()
 
     def freeze(self, timeout: float = 10.0) -> None:
         self.fs.freeze(timeout)

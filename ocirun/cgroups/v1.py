@@ -19,6 +19,7 @@ import time
 # convert, devices (the rule model) and select are imported where limits are applied or OOM events
 # waited for: `delete`, `kill`, `state` only create a manager to find, signal or remove the cgroup.
 from .base import Manager, log, read, read_int
+from .. import signals as _signal  # a static table: `signal` imports enum
 from ..errors import CgroupError
 
 # runc's subsystem order; the join order does not matter but this keeps errors predictable
@@ -74,6 +75,9 @@ class V1Manager(Manager):
     def _leaf_dirs(self) -> list[str]:
         return [d for d, _ in self._dirs()]
 
+    def _dir_mounts(self) -> list[tuple[str, str]]:
+        return self._dirs()
+
     def _dir(self, ctrl: str, what: str) -> str:
         d = self.paths.get(ctrl)
         if d is None and self.rootless and ctrl in self.mounts:  # skipped by create(): not delegated to us
@@ -85,6 +89,7 @@ class V1Manager(Manager):
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     def create(self) -> None:
+        planned = set(self.created)  # plan_create()'s record, when create() follows it
         for key in list(self.paths):
             d, mnt = self.paths[key], self.mounts[key]
             before = len(self.created)
@@ -95,13 +100,16 @@ class V1Manager(Manager):
                     log.debug("rootless: skipping %s: %s", key, e)
                     del self.paths[key]
                     # Nothing of this hierarchy is ours to remove later: undo what we made, forget
-                    # the shared default parent that was only recorded (we may not rmdir it).
-                    for p in reversed(self.created[before:]):
+                    # the shared default parent that was only recorded (we may not rmdir it), and
+                    # what plan_create() recorded there before the attempt.
+                    here = [p for p in self.created[before:] if p not in planned] + \
+                        [p for p in planned if p == mnt or p.startswith(mnt.rstrip("/") + "/")]
+                    for p in sorted(here, key=lambda p: p.count("/"), reverse=True):
                         try:
                             os.rmdir(p)
                         except OSError:
                             pass
-                    del self.created[before:]
+                    self.created = [p for p in self.created if p not in here]
                     continue
                 raise
         if "cpuset" in self.paths:
@@ -468,6 +476,25 @@ class V1Manager(Manager):
             from .v2 import freeze_v2
             return freeze_v2(self, d, False, 10.0)
         self.write(d, "freezer.state", "THAWED")
+
+    def _freezer_dir(self) -> tuple[str, str]:
+        try:
+            kind, d = self._freezer()
+        except CgroupError:
+            return "", ""
+        return d, kind
+
+    def kill_all(self, sig: int = _signal.SIGKILL) -> None:
+        """Hybrid: SIGKILL through the unified hierarchy's cgroup.kill when the kernel has it (every
+        process is in some cgroup of that hierarchy, so this reaches them all at once, frozen or not);
+        a task frozen by the v1 freezer acts on it once thawed.  Otherwise freeze/signal/thaw."""
+        unified = self.paths.get("")
+        if sig == _signal.SIGKILL and unified and os.path.exists(os.path.join(unified, "cgroup.kill")):
+            self.write(unified, "cgroup.kill", 1)
+            if self.is_frozen():
+                self.thaw()
+            return
+        super().kill_all(sig)
 
     def is_frozen(self) -> bool:
         try:

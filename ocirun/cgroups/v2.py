@@ -36,6 +36,9 @@ class V2Manager(Manager):
     def _leaf_dirs(self) -> list[str]:
         return [self.path]
 
+    def _dir_mounts(self) -> list[tuple[str, str]]:
+        return [(self.path, self.mount)]
+
     # ---- lifecycle -----------------------------------------------------------------------------------
     def create(self) -> None:
         try:

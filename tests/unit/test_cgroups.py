@@ -434,10 +434,18 @@ def test_v1_freeze_timeout_thaws_again(v1, monkeypatch):
 
 
 def test_v1_kill_all_freezes_signals_thaws(v1, monkeypatch):
+    """Signalled while frozen, through ocirun.kernel.process.signal_listed (each pid by pidfd, if the
+    cgroup still lists it once the pidfd is open: tests/unit/test_teardown.py)."""
+    from ocirun.kernel import process
+
     touch(v1.paths["pids"], {"cgroup.procs": "111\n222\n"})
     sent = []
-    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig,
-                                                                  content(v1.paths["freezer"], "freezer.state"))))
+
+    def signal_listed(pids, sig, listed):
+        assert listed() == pids  # the cgroup's list, read again
+        sent.extend((pid, sig, content(v1.paths["freezer"], "freezer.state")) for pid in pids)
+
+    monkeypatch.setattr(process, "signal_listed", signal_listed)
     v1.kill_all(15)
     assert sent == [(111, 15, "FROZEN"), (222, 15, "FROZEN")]
     assert content(v1.paths["freezer"], "freezer.state") == "THAWED"

@@ -78,12 +78,12 @@ def test_state_round_trip_and_atomic_write(tmp_path):
         ContainerState(nonsense=1)
 
 
-def _fake_proc(tmp_path, pid, start, state="S"):
+def _fake_proc(tmp_path, pid, start, state="S", comm="sh (odd) name"):
     d = tmp_path / "proc" / str(pid)
     d.mkdir(parents=True, exist_ok=True)
     fields = ["0"] * 20
     fields[19] = str(start)
-    (d / "stat").write_text(f"{pid} (sh (odd) name) {state} " + " ".join(fields[1:]) + "\n")
+    (d / "stat").write_text(f"{pid} ({comm}) {state} " + " ".join(fields[1:]) + "\n")
     return str(tmp_path / "proc")
 
 
@@ -96,7 +96,12 @@ def test_start_time_parsing_survives_odd_comm_and_zombies(tmp_path):
 
 
 def test_status_is_derived_from_process_and_start_socket(tmp_path):
-    proc = _fake_proc(tmp_path, 10, 500)
+    """created = the init is alive with its start time, its comm is still the init stage's marker (it has
+    not exec'd) and the start socket is there; a socket file alone (left over by a `start` killed
+    mid-way) says nothing: the program runs, whatever its name (issue 11 item 7)."""
+    from ocirun.state import INIT_COMM
+
+    proc = _fake_proc(tmp_path, 10, 500, comm=INIT_COMM)
     sd = StateDir(str(tmp_path / "root"), "c1")
     os.makedirs(sd.path)
     st = ContainerState(id="c1", pid=10, pid_start=500)
@@ -104,6 +109,11 @@ def test_status_is_derived_from_process_and_start_socket(tmp_path):
     assert refresh(sd, st, proc).status == "created"
     os.unlink(sd.start_socket)
     assert refresh(sd, st, proc).status == "running"
+    open(sd.start_socket, "w").close()
+    for comm in ("sh (odd) name", "ocirun:[init]x", "sleep"):
+        proc = _fake_proc(tmp_path, 10, 500, comm=comm)  # exec'd: the kernel set the program's name
+        assert refresh(sd, st, proc).status == "running"
+    os.unlink(sd.start_socket)
     st.pid_start = 501  # the pid was reused by another process
     assert refresh(sd, st, proc).status == "stopped"
     assert refresh(sd, ContainerState(id="c1", pid=0), proc).status == "creating"
