@@ -159,3 +159,40 @@ def test_read_stat_gives_start_time_and_comm(tmp_path):
     assert read_stat(7, str(tmp_path)) == (4242, b"ocirun:[init]")
     (d / "stat").write_text("7 (a) b) (c) S " + " ".join(fields[1:]) + "\n")
     assert read_stat(7, str(tmp_path)) == (4242, b"a) b) (c")
+
+
+def test_the_parent_stops_waiting_on_a_stage_frozen_in_its_cgroup(monkeypatch):
+    """Every wait of create's parent on the init stage is bounded by the freezer: a silent stage in a
+    frozen cgroup (frozen after the check at create, e.g. by its parent) is refused with runc's
+    wording, not waited on for ever; a silent one in a thawed cgroup is waited on (hooks may be slow)."""
+    import socket
+    import threading
+
+    from ocirun import launcher
+    from ocirun.errors import InitError
+
+    monkeypatch.setattr(launcher, "_INIT_CHECK", 0.01)
+
+    class Cgroup:
+        frozen = False
+        checks = 0
+
+        def is_frozen(self):
+            self.checks += 1
+            if self.checks == 3:
+                self.frozen = True
+            return self.frozen
+
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(InitError, match="container's cgroup unexpectedly frozen"):
+            launcher._wait_for_init(a, Cgroup())
+        cg = Cgroup()
+        cg.is_frozen = lambda: False
+        t = threading.Timer(0.05, lambda: b.send(b"x"))
+        t.start()
+        launcher._wait_for_init(a, cg)  # returns once the stage speaks
+        t.join()
+    finally:
+        a.close()
+        b.close()
