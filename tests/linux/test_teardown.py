@@ -256,8 +256,8 @@ def _leftover_start_socket(oci, cid: str) -> None:
 
 
 def test_a_leftover_start_socket_does_not_make_a_running_container_created(oci):
-    """runc 1.1.5 (an `exec.fifo` re-made by hand in a running container's state dir): `runc state`
-    says "created" (runc trusts the fifo's existence), and `runc start` then hangs on the fifo.
+    """runc 1.1.5 (an `exec.fifo` re-made by hand, mkfifo, in a running container's state dir): `runc
+    state` says "created" (it trusts the fifo's existence), and `runc start` then hangs on the fifo.
     ocirun: `state` says "running" (the init has exec'd: its comm is no longer the init stage's
     marker); `start` refuses, the container still running.  Before: `state` said "created" and
     `start` destroyed the running container."""
@@ -278,7 +278,8 @@ def test_a_leftover_start_socket_does_not_make_a_running_container_created(oci):
 def test_start_never_tears_down_a_container_it_did_not_wake(oci):
     """A created container whose start socket was replaced by one nobody listens on: `start` cannot
     wake the init, reports it, and leaves the container created (its init alive).
-    runc 1.1.5 (its exec.fifo replaced by a regular file): `runc start` fails and the container stays.
+    runc 1.1.5 (its exec.fifo replaced by a regular file): `runc start` fails, exit 1, with `cannot
+    start an already running container`, and the container stays created.
     Before: ocirun's `start` killed and removed the container it had not woken."""
     spec = oci.config(args=("sleep", "1000"))
     oci.write(spec)
