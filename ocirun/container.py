@@ -88,6 +88,7 @@ class Runtime:
             relay = _notify_relay(sd)
             # Raises, touching nothing, when the init cannot be woken (a start socket nobody listens
             # on): a container that start did not wake is never torn down by it.
+            self.log.debug(f"waking the init {st.pid} of container {cid}")
             err = _connect_and_wait(sd, st)
             _remove_file(sd.start_socket)
             st.status = RUNNING
@@ -96,6 +97,7 @@ class Runtime:
                 # user) failed: "stop the container, and continue the lifecycle at step 12".
                 self._destroy(sd, st, _saved_hooks(st))
                 raise OciError(err)
+            self.log.debug(f"container {cid}: init {st.pid} executed the process")
             self._poststart(sd, st)
         except BaseException:
             if relay is not None:

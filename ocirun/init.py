@@ -159,6 +159,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
         _write_time_offsets(linux.timeOffsets)
 
     # [3] Fork: in a new pid namespace the child is pid 1; time namespaces also apply to children.
+    _debug(sock, msg, "child process in init(): namespaces entered, forking the container's init")
     pid = os.fork()
     if pid:
         sync.send(sock, sync.PID, pid=pid)
@@ -201,6 +202,12 @@ def _preimport(spec) -> None:
             from .seccomp import notify  # noqa: F401
     if process.scheduler or process.ioPriority or process.execCPUAffinity:
         from . import sched  # noqa: F401
+
+
+def _debug(sock, msg: dict, text: str) -> None:
+    """A debug record for the parent's log (`--debug`): the stage has no log of its own."""
+    if msg["options"].get("debug"):
+        sync.send(sock, sync.WARNING, msg=text, level="debug")
 
 
 def _write_time_offsets(offsets: dict) -> None:
@@ -262,6 +269,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     for d in linux.devices:
         rootfs.create_device(rootfd, d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid, userns)
     rootfs.dev_links(rootfd, dev_is_bind)
+    _debug(sock, msg, "init: mounts and devices in place")
 
     # [5] Hooks before pivot_root: prestart + createRuntime in the runtime namespace (the parent),
     # then createContainer here, in the container namespaces.
@@ -364,6 +372,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         security.check_caps(masks)
 
     # [7] Ready: the parent records `created`.  Block in accept() until `start` connects.
+    _debug(sock, msg, "init: ready, waiting for start")
     sync.send(sock, sync.READY)
     sock.close()
     _wait_for_start(start_sock)

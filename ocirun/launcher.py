@@ -125,9 +125,11 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                   options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
                            "no_new_keyring": opts.no_new_keyring,
                            "fd_index": fd_index, "setgroups": _setgroups_allowed(spec),
+                           "debug": getattr(log, "debugging", False),
                            "keep_groups": _keep_groups(spec)})
         for fd in idmap_fds.values():
             os.close(fd)
+        log.debug(f"init stage {s1} started; config of {opts.bundle} sent")
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
@@ -135,6 +137,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         # The state ("creating") names the cgroup before any directory of it is made: if this
         # process is killed at any instant, `delete --force` finds and removes everything.
         cgroup = _setup_cgroup(spec, sd.id, s1, opts, st, resources, record=sd.save, log=log)
+        log.debug(f"init stage {s1} moved into its cgroup {st.cgroup.get('path', '')}")
         try:
             sync.send(sock, sync.CGROUP_JOINED)
         except OSError:
@@ -150,6 +153,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                 log.log(msg.get("level", "warning"), msg["msg"])
             elif kind == sync.USERNS_READY:
                 write_id_maps(s1, spec)
+                log.debug(f"id maps written for the user namespace of {s1}")
                 sync.send(sock, sync.USERNS_MAPPED)
             elif kind == sync.PID:
                 s2 = msg["pid"]
@@ -175,8 +179,10 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                         os.close(fd)
                 st.pid = s2
                 st.pid_start = s2_start
+                log.debug(f"container init is pid {s2}; cgroup limits applied")
             elif kind == sync.HOOKS:
                 _run_create_hooks(spec, st)
+                log.debug("prestart and createRuntime hooks done")
                 sync.send(sock, sync.HOOKS_DONE)
             elif kind == sync.READY:
                 break
@@ -187,6 +193,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
             pidfd.send(sock_, s2)
         st.status = "created"
         sd.save(st)
+        log.debug(f"container {sd.id} created: init {s2} waits for start")
         if opts.pid_file:
             write_pid_file(opts.pid_file, s2)
         return st

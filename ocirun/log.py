@@ -26,9 +26,11 @@ class Logger:
         if LEVELS[level] < self.min_level:
             return
         if self.fd is None:
-            if level in ("warning", "error") or self.min_level == LEVELS["debug"]:
-                if level != "error":  # errors are printed by the CLI edge itself
-                    sys.stderr.write(f"{_level_word(level)}: {msg}\n")
+            # Without --log, stderr gets warnings, and with --debug every record, formatted as runc
+            # writes them there (`time="..." level=debug msg="..."`, or a JSON line).  Errors are
+            # printed by the CLI edge itself.
+            if level == "warning" or (level != "error" and self.min_level == LEVELS["debug"]):
+                sys.stderr.write(self.format(level, msg))
             return
         os.write(self.fd, self.format(level, msg).encode())
 
@@ -39,6 +41,11 @@ class Logger:
 
             return dumps({"level": _level_word(level), "msg": msg, "time": now}, compact=True) + "\n"
         return f'time="{now}" level={_level_word(level)} msg="{_escape(msg)}"\n'
+
+    @property
+    def debugging(self) -> bool:
+        """--debug was given: the init stage then sends its own debug records to relay."""
+        return self.min_level == LEVELS["debug"]
 
     def log(self, level: str, msg: str) -> None:
         """A record at ``level`` (a name of LEVELS), e.g. one relayed from the init stage."""

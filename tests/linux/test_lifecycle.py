@@ -272,3 +272,23 @@ def test_hook_without_env_inherits_the_runtime_environment(oci, tmp_path):
     inherited, empty = out.read_text().split("---\n")
     assert "OCIRUN_HOOK_PROBE=seen" in inherited
     assert "OCIRUN_HOOK_PROBE" not in empty
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_debug_writes_records_for_create_and_start(oci, tmp_path, fmt):
+    """runc --debug writes `level=debug` records (JSON `"level":"debug"`) for its steps, to stderr or to
+    --log; ocirun wrote none.  The init stage's own steps reach the log through the parent."""
+    oci.write(oci.config())
+    r = oci("--debug", "--log-format", fmt, "run", "--bundle", oci.bundle, "c1")
+    assert r.returncode == 0, r.stderr
+    assert ("level=debug" if fmt == "text" else '"level":"debug"') in r.stderr
+    log = tmp_path / "debug.log"
+    r = oci("--debug", "--log", str(log), "--log-format", fmt, "run", "--bundle", oci.bundle, "c2")
+    assert r.returncode == 0 and r.stderr == ""
+    lines = log.read_text().splitlines()
+    debug = [line for line in lines if ("level=debug" if fmt == "text" else '"level":"debug"') in line]
+    assert any("child process in init()" in line for line in debug)
+    assert any("container c2 created" in line for line in debug)
+    assert any("executed the process" in line for line in debug)
+    r = oci("run", "--bundle", oci.bundle, "c3")
+    assert r.returncode == 0 and r.stderr == ""  # nothing without --debug
