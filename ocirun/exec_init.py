@@ -127,7 +127,7 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         setup_console(console, process.consoleSize, bind=False, owner=process.user.uid)
     elif console is not None:
         os.close(console)
-    env = _with_home(process)
+    env = security.env_with_home(process)
     setgroups = security.setgroups_policy(process, opts)
     path = security.preflight(process, setgroups)
     # Before any seccomp filter (it may forbid close_range or rt_sigaction): fds close-on-exec,
@@ -196,25 +196,6 @@ def _chdir(cwd: str) -> None:
         raise OSError(1, BREAKOUT) from None
     if not here.startswith("/"):
         raise OSError(1, BREAKOUT)
-
-
-def _with_home(process) -> list[str]:
-    """The process env, plus HOME from the container's /etc/passwd when it is not set (as runc does)."""
-    env = list(process.env)
-    if any(e.startswith("HOME=") for e in env):
-        return env
-    home = "/"
-    try:
-        with open("/etc/passwd", "rb") as f:
-            for line in f.read().decode(errors="replace").splitlines():
-                parts = line.split(":")
-                if len(parts) >= 6 and parts[2] == str(process.user.uid) and parts[5]:
-                    home = parts[5]
-                    break
-    except OSError:
-        pass
-    env.append(f"HOME={home}")
-    return env
 
 
 def _load_seccomp(compiled, listener, msg: dict) -> None:

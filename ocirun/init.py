@@ -366,6 +366,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     # `exec: "x": ...` as runc does (podman maps that wording to exit 126/127).
     setgroups = security.setgroups_policy(process, opts)
     path = security.preflight(process, setgroups)
+    process.env = security.env_with_home(process)  # read as root, from the container's /etc/passwd
     # rlimits now, so that one the kernel refuses fails `create` (engines read create's error).
     security.apply_rlimits(process)
     if process.capabilities is not None:  # likewise caps capset would refuse after `start`

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from .config import Process
 from .kernel import linux as k
@@ -311,3 +312,37 @@ def _check_exec(name: str, path: str) -> None:
 
 class ExecError(Exception):
     """The user program cannot be executed (worded as runc words it)."""
+
+
+#: /etc/passwd is read at most this far (a container's file, read by the runtime's stage)
+PASSWD_MAX = 1 << 20
+
+
+def env_with_home(process: Process) -> list[str]:
+    """The process env, with HOME from the container's /etc/passwd entry for its uid when the env has
+    none, else ``/`` (runc does this for create and exec alike).
+
+    The file is the container's: opened without following a FIFO into a hang (O_NONBLOCK, regular files
+    only) and read to a bound."""
+    env = list(process.env)
+    if any(e.startswith("HOME=") for e in env):
+        return env
+    home = "/"
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            data = os.read(fd, PASSWD_MAX) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        except OSError:
+            data = b""
+        finally:
+            os.close(fd)
+        for line in data.decode(errors="replace").splitlines():
+            parts = line.split(":")
+            if len(parts) >= 6 and parts[2] == str(process.user.uid) and parts[5]:
+                home = parts[5]
+                break
+    env.append(f"HOME={home}")
+    return env

@@ -93,3 +93,15 @@ def test_features_is_valid_against_our_schema():
     assert schema.validate(feats, "features") == []
     assert "time" in feats["linux"]["namespaces"] and "ridmap" in feats["mountOptions"]
     assert feats["linux"]["seccomp"]["enabled"] is True
+
+
+@pytest.mark.parametrize("uid, home", [(0, "/root"), (4242, "/")])
+def test_run_sets_home_from_the_containers_passwd(oci, uid, home):
+    """runc 1.1.5 sets HOME for `run` (as for exec) when process.env has none: the uid's entry in the
+    container's /etc/passwd, else "/".  ocirun left HOME unset for create/run."""
+    spec = oci.config(args=("sh", "-c", 'echo "home=$HOME"'))
+    spec["process"]["env"] = [e for e in spec["process"]["env"] if not e.startswith("HOME=")]
+    spec["process"]["user"] = {"uid": uid, "gid": uid}
+    r = oci.run(spec)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"home={home}\n"
