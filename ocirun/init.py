@@ -269,6 +269,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     for d in linux.devices:
         rootfs.create_device(rootfd, d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid, userns)
     rootfs.dev_links(rootfd, dev_is_bind)
+    if spec.process is not None:
+        rootfs.ensure_cwd(rootfd, spec.process.cwd)
     _debug(sock, msg, "init: mounts and devices in place")
 
     # [5] Hooks before pivot_root: prestart + createRuntime in the runtime namespace (the parent),

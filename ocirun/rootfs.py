@@ -510,6 +510,18 @@ def _chown_chmod(pfd: int, name: str, perm: int, uid, gid, userns: bool) -> None
         os.close(fd)
 
 
+def ensure_cwd(rootfd: int, cwd: str) -> None:
+    """Create ``process.cwd`` (0755, root's) when it does not exist, after the mounts it may lie
+    under, resolved inside the rootfs: runc creates a missing cwd rather than failing the container.
+    An existing path is left alone, whatever it is (chdir reports a non-directory later)."""
+    try:
+        os.close(pathsafe.open_in_root(rootfd, cwd))
+        return
+    except FileNotFoundError:
+        pass
+    os.close(pathsafe.mkdirall_in_root(rootfd, cwd, 0o755))
+
+
 def pivot(root_fd: int) -> None:
     """pivot_root into the rootfs and detach the old root (the `pivot_root(".", ".")` idiom)."""
     oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)

@@ -1,4 +1,7 @@
 """process: user, groups, umask, cwd, env, rlimits, capabilities, noNewPrivileges, oomScoreAdj."""
+import os
+import shutil
+
 import pytest
 
 pytestmark = pytest.mark.root
@@ -105,3 +108,17 @@ def test_run_sets_home_from_the_containers_passwd(oci, uid, home):
     r = oci.run(spec)
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"home={home}\n"
+
+
+def test_missing_cwd_is_created(oci):
+    """runc 1.1.5 creates a missing process.cwd in the rootfs (0755, root's) and runs; ocirun failed
+    with chdir: no such file or directory."""
+    spec = oci.config(args=("sh", "-c", "pwd; stat -c '%a %u' ."))
+    spec["root"]["readonly"] = False
+    spec["process"]["cwd"] = "/ocirun-missing/deeper"
+    r = oci.run(spec)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "/ocirun-missing/deeper\n755 0\n"
+    finally:
+        shutil.rmtree(os.path.join(oci.rootfs, "ocirun-missing"), ignore_errors=True)
