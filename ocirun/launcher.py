@@ -73,9 +73,12 @@ def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0, stdio: tupl
 
 
 def discard_init(pid: int, sock) -> None:
-    """Kill and reap an init stage that never got its CONFIG (create failed before)."""
-    sock.close()
+    """Kill and reap an init stage that never got its CONFIG (create failed before).
+
+    Killed before its socket is closed: a stage that saw EOF first would report it on stderr, after
+    the real error (runc's pre-spawned nothing prints one line)."""
     _undo(pid, None, None)
+    sock.close()
 
 
 def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | None = None) -> ContainerState:

@@ -292,3 +292,15 @@ def test_debug_writes_records_for_create_and_start(oci, tmp_path, fmt):
     assert any("executed the process" in line for line in debug)
     r = oci("run", "--bundle", oci.bundle, "c3")
     assert r.returncode == 0 and r.stderr == ""  # nothing without --debug
+
+
+def test_a_refused_create_prints_one_line(oci):
+    """The init stage boots while the config is validated; when the config is refused it is discarded,
+    and must not add a line of its own (it used to print "ocirun init: ..." on EOF now and then)."""
+    spec = oci.config()
+    spec["process"]["rlimits"] = [{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]
+    oci.write(spec)
+    for i in range(20):
+        r = oci("create", "--bundle", oci.bundle, f"c{i}")
+        assert r.returncode == 1
+        assert r.stderr.count("\n") == 1 and "RLIMIT_NOPE" in r.stderr, r.stderr
