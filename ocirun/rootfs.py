@@ -205,8 +205,8 @@ def _checked_target(rootfd: int, op: MountOp, target: int) -> int:
         if op.fstype in ("proc", "sysfs") and not _no_symlinks(rootfd, op.destination, target):
             # An image with /proc -> /vol/p would have procfs mounted where a later mount hides it,
             # leaving the image's own files at /proc (CVE-2019-16884).
-            raise OSError(errno.EPERM, f"{op.fstype} must be mounted on an ordinary directory, "
-                                       f"not through a symlink ({op.destination})")
+            raise OSError(errno.EPERM, f'filesystem "{op.fstype}" must be mounted on ordinary directory '
+                                       f"(not through a symlink: {op.destination})")  # runc's words
     except BaseException:
         os.close(target)
         raise

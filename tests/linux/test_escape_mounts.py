@@ -164,3 +164,17 @@ def test_destination_swapped_with_symlink_race(oci, tmp_path, own_rootfs):
     # followed in-root, the symlink leads to <rootfs>/<canary path>: that is where things went
     inside = own_rootfs / str(canary).lstrip("/")
     assert ok == 0 or inside.exists() or (vol / "a" / "d1").exists() or (vol / "a.swap" / "d1").exists()
+
+
+def test_proc_through_a_symlink_refused_in_runcs_words(oci, own_rootfs):
+    """runc 1.1.5, image with /proc -> realproc: `error mounting "proc" to rootfs at "/proc": filesystem
+    "proc" must be mounted on ordinary directory`; runc's tests match the last words."""
+    os.rmdir(own_rootfs / "proc")
+    os.mkdir(own_rootfs / "realproc")
+    os.symlink("realproc", own_rootfs / "proc")
+    spec = oci.config()
+    spec["root"]["path"] = str(own_rootfs)
+    r = oci.run(spec)
+    assert r.returncode == 1
+    assert 'filesystem "proc" must be mounted on ordinary directory' in r.stderr
+    assert oci.ids() == []
