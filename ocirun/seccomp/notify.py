@@ -46,7 +46,8 @@ def connect_listener(listener_path: str, timeout: float = CONNECT_TIMEOUT) -> so
     except OSError as e:
         sock.close()
         reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        raise SeccompError(f"linux.seccomp.listenerPath {listener_path}: connect: {reason}") from None
+        raise SeccompError(f"failed to connect with seccomp agent at {listener_path} "
+                           f"(linux.seccomp.listenerPath): {reason}") from None  # runc's first words
     return sock
 
 

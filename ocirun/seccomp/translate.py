@@ -294,8 +294,8 @@ def _translate_call(plan: Plan, call, path: str) -> None:
         plan.names.append(name)
         if action == ACT_NOTIFY:
             if name in NOTIFY_FORBIDDEN:
-                raise _fail(npath, f'SCMP_ACT_NOTIFY cannot be used for "{name}" '
-                                   "(the runtime needs it to hand over the listener)")
+                raise _fail(npath, f"SCMP_ACT_NOTIFY cannot be used for the {name} syscall "
+                                   "(the runtime needs it to hand over the listener)")  # runc's words
             plan.needs_listener = True
         if action == plan.default_action:
             continue  # redundant with the default; libseccomp would refuse it

@@ -80,7 +80,7 @@ def test_no_agent_is_an_error(tmp_path):
     r, w = os.pipe()
     with pytest.raises(SeccompError) as ei:
         send_listener(str(tmp_path / "nobody.sock"), w, STATE)
-    assert str(ei.value) == (f"linux.seccomp.listenerPath {tmp_path}/nobody.sock: "
-                             "connect: No such file or directory")
+    assert str(ei.value) == (f"failed to connect with seccomp agent at {tmp_path}/nobody.sock "
+                             "(linux.seccomp.listenerPath): No such file or directory")
     os.close(r)
     os.close(w)

@@ -334,7 +334,7 @@ def test_notify_rules_errors():
         "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default action"
     assert error_of({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
                      "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}) == \
-        ('linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for "write" '
+        ("linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for the write syscall "
          "(the runtime needs it to hand over the listener)")
     assert error_of({"defaultAction": "SCMP_ACT_ALLOW",
                      "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}) == \
