@@ -246,7 +246,10 @@ def _sub_dirs(mgr, subs: dict[str, str]) -> list[str]:
     paths = dict(getattr(mgr, "paths", None) or {"": mgr.path})
     out = []
     for ctrl, sub in subs.items():
-        rel = os.path.normpath("/" + sub).lstrip("/")  # cannot climb out of the container's cgroup
+        rel = os.path.normpath(sub.lstrip("/") or ".")
+        if rel == ".." or rel.startswith("../"):  # refused, as runc does, rather than clamped
+            raise ExecFailed(f"{sub} is not a sub cgroup path")
+        rel = "" if rel == "." else rel
         if ctrl == "":
             bases = list(dict.fromkeys(paths.values()))
         else:

@@ -118,3 +118,18 @@ def test_exec_env_without_a_name_or_equals_is_refused(fake, env, msg):
     with pytest.raises(ex.ExecFailed, match=f"^invalid environment variable: {msg}$"):
         ex.execute(fake.rt, "c", ex.ExecOptions(args=["true"], env=[env]))
     assert fake.launched is None
+
+
+@pytest.mark.parametrize("sub", ["..", "../x", "a/../../b", "/.."])
+def test_sub_cgroup_outside_the_containers_is_refused(sub):
+    """runc 1.1.5: `exec --cgroup ..` fails "bad sub cgroup path" style; ocirun clamped it to the
+    container's own cgroup.  Refused now with runc's words."""
+    mgr = SimpleNamespace(paths={"memory": "/sys/fs/cgroup/memory/c"})
+    with pytest.raises(ex.ExecFailed, match="is not a sub cgroup path$"):
+        ex._sub_dirs(mgr, {"": sub})
+
+
+def test_sub_cgroup_inside_is_joined():
+    mgr = SimpleNamespace(paths={"memory": "/sys/fs/cgroup/memory/c"})
+    assert ex._sub_dirs(mgr, {"": "a/./b"}) == ["/sys/fs/cgroup/memory/c/a/b"]
+    assert ex._sub_dirs(mgr, {"": "/"}) == ["/sys/fs/cgroup/memory/c"]
