@@ -286,8 +286,6 @@ def lookup_exec(args0: str, env: list[str], cwd: str) -> str:
             st = os.stat(cand)
         except OSError:
             continue
-        import stat
-
         if stat.S_ISREG(st.st_mode):
             if os.access(cand, os.X_OK, effective_ids=True):
                 return cand
@@ -298,15 +296,12 @@ def lookup_exec(args0: str, env: list[str], cwd: str) -> str:
 
 
 def _check_exec(name: str, path: str) -> None:
-    import stat
-
+    """Go's exec.LookPath on a path, as runc words it: a directory is "permission denied" too."""
     try:
         st = os.stat(path)
     except OSError as e:
         raise ExecError(f'exec: "{name}": stat {path}: {e.strerror.lower()}') from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ExecError(f'exec: "{name}": is a directory')
-    if not os.access(path, os.X_OK, effective_ids=True):
+    if stat.S_ISDIR(st.st_mode) or not os.access(path, os.X_OK, effective_ids=True):
         raise ExecError(f'exec: "{name}": permission denied')
 
 

@@ -122,3 +122,12 @@ def test_missing_cwd_is_created(oci):
         assert r.stdout == "/ocirun-missing/deeper\n755 0\n"
     finally:
         shutil.rmtree(os.path.join(oci.rootfs, "ocirun-missing"), ignore_errors=True)
+
+
+@pytest.mark.parametrize("args0", ["/bin", "/etc/passwd"])
+def test_not_executable_is_permission_denied(oci, args0):
+    """runc 1.1.5 (Go's exec.LookPath): `exec: "/bin": permission denied` for a directory as for a file
+    without x; ocirun said "is a directory" for the first (podman maps "permission denied" to 126)."""
+    r = oci.run(oci.config(args=(args0,)))
+    assert r.returncode == 1
+    assert f'exec: "{args0}": permission denied' in r.stderr
