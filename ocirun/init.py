@@ -250,12 +250,14 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     rootfd = rootfs.prepare_root(handles["root"], linux.rootfsPropagation)
     os.close(handles["root"])
     dev_is_bind = False
+    readonly_dev = False  # a read-only /dev tmpfs: made read-only once its devices and console are in
     for i, m in enumerate(spec.mounts):
         op = mount_op(m, msg["bundle"])
         if linux.mountLabel:
             op.data = lsm.labelled_mount_data(op.fstype, op.bind, op.data, linux.mountLabel)
         if op.destination == "/dev" and op.bind:
             dev_is_bind = True
+        readonly_dev = rootfs.defer_readonly_dev(op) or readonly_dev
         if op.bind and (op.idmap or op.uid_mappings):  # made by the runtime (ocirun.idmap): attach it
             rootfs.bind_mount(rootfd, op, tree=fds[fd_index[f"idmap{i}"]])
         elif i in trees:  # cloned by the runtime (ocirun.bindsource): attach it
@@ -336,6 +338,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         # runtime.md: create applies everything but process; `start` MUST then fail.
         if console_sock is not None:
             os.close(console_sock)
+        if readonly_dev:
+            rootfs.readonly_dev()
         if "runtime_mntns" in handles:  # no mount namespace in the config: back to the runtime's
             rootfs.enter_runtime_namespace(handles.pop("runtime_mntns"))
         sync.send(sock, sync.READY)
@@ -348,6 +352,8 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         setup_console(console_sock, process.consoleSize, owner=process.user.uid)
     elif console_sock is not None:
         os.close(console_sock)
+    if readonly_dev:
+        rootfs.readonly_dev()
     if "runtime_mntns" in handles:  # no mount namespace: back to the runtime's, after the last mount
         rootfs.enter_runtime_namespace(handles.pop("runtime_mntns"))  # (the console bind)
     if process.oomScoreAdj is not None:

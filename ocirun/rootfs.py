@@ -108,6 +108,7 @@ def _do_mount(rootfd: int, op: MountOp, userns: bool, cgroup_binds: list | None 
         return remount(rootfd, op)
     if op.bind:
         return bind_mount(rootfd, op)
+    covered_mode = _covered_dir_mode(rootfd, op) if op.fstype == "tmpfs" else None
     target = _checked_target(rootfd, op, pathsafe.create_target(rootfd, op.destination, True))
     try:
         copy_from = None
@@ -129,9 +130,32 @@ def _do_mount(rootfd: int, op: MountOp, userns: bool, cgroup_binds: list | None 
             finally:
                 os.close(newfd)
                 os.close(copy_from)
+        if covered_mode is not None:
+            newfd = pathsafe.open_in_root(rootfd, op.destination)
+            try:
+                os.chmod(fd_path(newfd), covered_mode)
+            finally:
+                os.close(newfd)
         _apply_propagation_and_attrs(rootfd, op)
     finally:
         os.close(target)
+
+
+def _covered_dir_mode(rootfd: int, op: MountOp) -> int | None:
+    """The permission bits of the directory a tmpfs will cover, which the tmpfs takes (runc's order: a
+    0700 directory stays 0700, a sticky /tmp stays 1777) -- unless the config gives ``mode=`` itself,
+    or the directory does not exist yet (then tmpfs's own 1777)."""
+    if any(o.startswith("mode=") for o in (op.data or "").split(",")):
+        return None
+    try:
+        fd = pathsafe.open_in_root(rootfd, op.destination)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return stat.S_IMODE(st.st_mode) if stat.S_ISDIR(st.st_mode) else None
 
 
 def detached_bind(op: MountOp, userns_fd: int | None = None) -> int:
@@ -732,6 +756,25 @@ def readonly_path(path: str) -> None:
             k.mount(None, fd_path(mfd), None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | k.MS_REC | keep)
         finally:
             os.close(mfd)
+    finally:
+        os.close(fd)
+
+
+def defer_readonly_dev(op: MountOp) -> bool:
+    """A read-only tmpfs at /dev is mounted read-write (True returned): devpts, the default devices,
+    their links and the console go in first, then :func:`readonly_dev` (runc's order; mounted read-only
+    at once, nothing could be created in it)."""
+    if op.destination.rstrip("/") == "/dev" and not op.bind and op.fstype == "tmpfs" and op.flags & k.MS_RDONLY:
+        op.flags &= ~k.MS_RDONLY
+        return True
+    return False
+
+
+def readonly_dev() -> None:
+    """Make the container's /dev mount read-only (after pivot_root: /dev is the container's)."""
+    fd = os.open("/dev", O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        k.mount_setattr(fd, "", k.AT_EMPTY_PATH, k.MOUNT_ATTR_RDONLY, 0)
     finally:
         os.close(fd)
 

@@ -1,5 +1,6 @@
 """Rootfs and mounts: options, bind, masked and read-only paths, devices, symlink escapes."""
 import os
+import shutil
 
 import pytest
 
@@ -179,3 +180,39 @@ def test_cgroup_mount_shows_own_cgroup(oci):
                   spec_edit=lambda s: s["linux"].setdefault("resources", {}).update({"pids": {"limit": 77}}))
     assert proc.returncode == 0, proc.stderr
     assert "memory" in proc.stdout.split() and proc.stdout.strip().endswith("77")
+
+
+def _own_rootfs(oci, tmp_path):
+    own = tmp_path / "own-rootfs"
+    shutil.copytree(oci.rootfs, own, symlinks=True)
+    return own
+
+
+def test_readonly_dev_tmpfs_gets_its_devices_first(oci, tmp_path):
+    """runc 1.1.5 mounts a read-only /dev tmpfs read-write, puts devpts, the devices and their links in,
+    then makes it read-only; ocirun mounted it read-only at once and devpts failed ("Read-only file
+    system")."""
+    spec = oci.config(args=("sh", "-c", "test -c /dev/null && test -d /dev/pts && test -L /dev/fd && "
+                                        "touch /dev/x; echo rc=$?"))
+    for m in spec["mounts"]:
+        if m["destination"] == "/dev":
+            m["options"] = list(m.get("options") or []) + ["ro"]
+    r = oci.run(spec)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "rc=1\n" and "Read-only file system" in r.stderr
+
+
+def test_tmpfs_keeps_the_mode_of_the_directory_it_covers(oci, tmp_path):
+    """runc 1.1.5: a tmpfs over a 0700 directory is 0700 (tmpfs's own default would be 1777).  With an
+    explicit mode= runc still takes the directory's mode; ocirun keeps the config's (docs/compat.md)."""
+    own = _own_rootfs(oci, tmp_path)
+    for name in ("private", "given"):
+        (own / name).mkdir(mode=0o700)
+        os.chmod(own / name, 0o700)
+    spec = oci.config(args=("stat", "-c", "%n %a", "/private", "/given"))
+    spec["root"]["path"] = str(own)
+    spec["mounts"] += [{"destination": "/private", "type": "tmpfs", "source": "tmpfs"},
+                       {"destination": "/given", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}]
+    r = oci.run(spec)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/private 700\n/given 755\n"
