@@ -88,26 +88,39 @@ def create_target(rootfd: int, path: str, is_dir: bool, mode: int = 0o755) -> in
     """Make sure ``path`` exists in the rootfs as a directory or a file; return an O_PATH fd of it.
 
     A missing file is created with O_CREAT|O_EXCL|O_NOFOLLOW inside its resolved
-    parent, so a symlink planted there is never followed.
+    parent, so a symlink planted there is never followed out of the rootfs.  A dangling
+    symlink in the last place is followed inside the rootfs and its target created (as
+    runc's securejoin does for files as for directories).
     """
-    parts = _parts(path)
-    if is_dir or not parts:
-        return mkdirall_in_root(rootfd, path, mode)
-    try:
-        return k.openat2(rootfd, "/".join(parts), O_PATH, 0, _IN_ROOT)
-    except FileNotFoundError:
-        pass
-    pfd = mkdirall_in_root(rootfd, "/".join(parts[:-1]))
-    try:
+    links = 0
+    while True:
+        parts = _parts(path)
+        if is_dir or not parts:
+            return mkdirall_in_root(rootfd, path, mode)
         try:
-            fd = os.open(parts[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                         dir_fd=pfd)
-            os.close(fd)
-        except FileExistsError:
+            return k.openat2(rootfd, "/".join(parts), O_PATH, 0, _IN_ROOT)
+        except FileNotFoundError:
             pass
-        return k.openat2(rootfd, "/".join(parts), O_PATH, 0, _IN_ROOT)
-    finally:
-        os.close(pfd)
+        parent = "/".join(parts[:-1])
+        pfd = mkdirall_in_root(rootfd, parent)
+        try:
+            try:
+                fd = os.open(parts[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=pfd)
+                os.close(fd)
+                continue
+            except FileExistsError:
+                pass
+            try:
+                target = os.readlink(parts[-1], dir_fd=pfd)
+            except OSError:
+                continue  # not a symlink (created meanwhile): opened on the next round
+        finally:
+            os.close(pfd)
+        links += 1
+        if links > MAX_SYMLINKS:
+            raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+        path = target if target.startswith("/") else f"{parent}/{target}"
 
 
 def is_dir_fd(fd: int) -> bool:

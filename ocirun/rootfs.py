@@ -487,7 +487,7 @@ def create_device(rootfd: int, path: str, typ: str, major: int, minor: int, mode
     """mknod ``path`` in the rootfs; in a user namespace bind the host's node instead (mknod is denied)."""
     kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[typ]
     perm = 0o666 if mode is None else stat.S_IMODE(mode)
-    parent, _, name = path.rpartition("/")
+    parent, _, name = os.path.normpath(path).rpartition("/")  # "/dev/x/" is /dev/x, as in runc
     pfd = pathsafe.mkdirall_in_root(rootfd, parent or "/")
     try:
         try:

@@ -216,3 +216,27 @@ def test_tmpfs_keeps_the_mode_of_the_directory_it_covers(oci, tmp_path):
     r = oci.run(spec)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "/private 700\n/given 755\n"
+
+
+def test_dangling_symlink_destinations_and_a_device_path_with_a_slash(oci, tmp_path):
+    """runc 1.1.5 follows a dangling symlink at a mount destination inside the rootfs and creates its
+    target (a directory for a directory bind, a file for a file bind: securejoin), and takes
+    linux.devices path "/dev/mynull/" as /dev/mynull.  ocirun failed the file case ("openat2: no such
+    file or directory") and the device path."""
+    own = _own_rootfs(oci, tmp_path)
+    os.symlink("/nonexist/deeper", own / "dangle")
+    os.symlink("../nofile", own / "dangfile")
+    (tmp_path / "srcdir").mkdir()
+    (tmp_path / "srcfile").write_text("x\n")
+    spec = oci.config(args=("sh", "-c", "test -d /nonexist/deeper && cat /nofile && test -c /dev/mynull && "
+                                        "echo ok"))
+    spec["root"] = {"path": str(own), "readonly": False}
+    spec["mounts"] += [{"destination": "/dangle", "type": "bind", "source": str(tmp_path / "srcdir"),
+                        "options": ["bind"]},
+                       {"destination": "/dangfile", "type": "bind", "source": str(tmp_path / "srcfile"),
+                        "options": ["bind"]}]
+    spec["linux"]["devices"] = [{"path": "/dev/mynull/", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}]
+    r = oci.run(spec)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "x\nok\n"
+    assert (own / "nofile").is_file() and (own / "nonexist" / "deeper").is_dir()  # created inside the rootfs
