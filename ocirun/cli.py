@@ -101,6 +101,7 @@ MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
         "ignore-paused": (("ignore-paused",), False),
     }, ".exec:cmd_exec"),
     "inspect": ({"format": (("format", "f"), True)}, ".inspect:cmd_inspect"),
+    "validate": ({"bundle": (("bundle", "b"), True)}, ".commands.validate:cmd_validate"),
     "checkpoint": ({**_CRIU_FLAGS, "leave-running": (("leave-running",), False)},
                    ".checkpoint:cmd_checkpoint"),
     "restore": ({
@@ -118,7 +119,7 @@ ARITY = {
     "create": (1, 1), "run": (1, 1), "start": (1, 1), "state": (1, 1), "delete": (1, 1), "kill": (1, 2),
     "list": (0, 0), "spec": (0, 0), "features": (0, 0), "update": (1, 1), "pause": (1, 1), "resume": (1, 1),
     "ps": (1, None), "events": (1, 1), "exec": (1, None), "inspect": (1, 1), "checkpoint": (1, 1),
-    "restore": (1, 1),
+    "restore": (1, 1), "validate": (0, 0),
 }
 HELP_FLAG = {"help": (("help", "h"), False)}
 

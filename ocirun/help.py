@@ -43,6 +43,9 @@ COMMAND_TEXT = {
     "start": ("run the process of a created container", "<container-id>", ""),
     "state": ("print a container's state as JSON", "<container-id>", ""),
     "update": ("change the resource limits of a running container", "[command options] <container-id>", ""),
+    "validate": ("check a bundle's config.json and print every problem found", "[command options]",
+                 "ocirun's own: jsonschema over ocirun's schemas, then the checks create makes.\n"
+                 "create stops at the first problem; this lists them all."),
 }
 
 #: flag name → (value name or "" for a switch, description); shared by every command that has the flag
