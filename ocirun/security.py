@@ -3,8 +3,9 @@
 Applied by the init stage in the order that keeps each step possible: the
 bounding set is dropped while we still hold CAP_SETPCAP, the uid changes with
 KEEPCAPS so the permitted set survives, then the final sets are installed and
-the ambient ones raised.  python-prctl cannot name capabilities ≥ 40 nor touch
-the ambient set, so capabilities go through capset(2) directly (ocirun.kernel).
+the ambient ones raised.  Capabilities go through capset(2) and prctl(2) in the kernel
+seam (ocirun.kernel): python-prctl, once a dependency, cannot name capabilities ≥ 40 nor
+touch the ambient set.
 """
 from __future__ import annotations
 
