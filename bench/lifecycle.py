@@ -7,7 +7,8 @@ Usage::
                               [--json OUT] [--no-seccomp] [--importtime]
 
 For each runtime arm and for two configs (runc's default config, and the same with Docker's
-default seccomp profile taken at run time from /work/shared/client-configs/docker-run-config.json)
+default seccomp profile taken at run time from ../shared/client-configs/docker-run-config.json,
+beside the repository)
 it measures
 
 * ``run`` of ``/bin/true`` (foreground, the runtime deletes the container itself);
@@ -45,7 +46,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
-DOCKER_CONFIG = "/work/shared/client-configs/docker-run-config.json"
+DOCKER_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             "shared", "client-configs", "docker-run-config.json")
 OCIRUN_DEFAULT = os.path.join(os.path.dirname(HERE), ".venv", "bin", "ocirun")
 # ociVersion every runtime here accepts (crun 1.8 refuses 1.3.0); the content is 1.0-compatible
 BENCH_OCI_VERSION = "1.0.2"

@@ -26,7 +26,7 @@ are checked by plain-Python matchers with re.search's exact verdict (:data:`_MAT
 Measured on the dev box (Python 3.11, 2 CPUs, bytecode cached): ``python -X importtime -c 'import
 ocirun.schema'`` shows 0.3 ms for this module itself (2 ms cumulative, nearly all of it ``json``, which
 config.py imports anyway; without a .pyc, as under PYTHONDONTWRITEBYTECODE=1, compiling it costs ~4.5 ms).
-Validating /work/shared/client-configs/podman-run-config.json takes 0.43 ms warm, and 2.5 ms the first
+Validating ../shared/client-configs/podman-run-config.json (beside the repository) takes 0.43 ms warm, and 2.5 ms the first
 time in a process (reading the four schema files and compiling the patterns included).
 """
 import os
