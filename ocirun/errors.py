@@ -3,7 +3,7 @@
 Engines match runc's strings (podman turns ``exec: "/x": stat /x: no such file
 or directory`` into exit 127, containerd looks for ``does not exist``), so the
 messages that cross the CLI boundary keep runc's spelling.  Every error carries
-one line of text; context is prepended by each layer with :func:`wrap`.
+one line of text, with the context (field, file, step) in front.
 
 The hierarchy is also the Python API's (:mod:`ocirun.api`, docs/api.md)::
 
@@ -89,18 +89,6 @@ class SeccompError(OciError):
 
 class Timeout(OciError):
     """A process run through :mod:`ocirun.api` did not exit in time (it has been killed)."""
-
-
-def wrap(context: str, err: BaseException) -> OciError:
-    """Return an OciError whose message is ``context: <err>``, keeping the class when possible."""
-    msg = f"{context}: {err}"
-    if isinstance(err, OciError):
-        new = OciError.__new__(type(err))
-        OciError.__init__(new, msg)
-        new.__dict__.update({k: v for k, v in err.__dict__.items() if k != "message"})
-        new.message = msg
-        return new
-    return OciError(msg)
 
 
 def go_errno_text(msg: str) -> str:
