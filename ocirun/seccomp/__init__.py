@@ -34,8 +34,8 @@ __all__ = ["CompiledFilter", "SeccompError", "compile_filter", "default_cache_di
 
 def __getattr__(name: str):
     """``ocirun.seccomp.notify`` (and the other submodules) on first use, not at import."""
-    if name in ("notify", "cache", "compile", "translate", "enosys", "libinfo"):
-        import sys  # not importlib (≈1 ms with warnings): `from . import libinfo` comes through here
+    if name in ("notify", "cache", "compile", "translate", "enosys"):
+        import sys  # not importlib (≈1 ms with warnings): `from . import cache` comes through here
         __import__(f"{__name__}.{name}")
         return sys.modules[f"{__name__}.{name}"]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -43,7 +43,7 @@ def __getattr__(name: str):
 
 def libseccomp_version() -> str:
     """``major.minor.micro`` of the installed libseccomp, or ``"none"`` (for ``ocirun --version``)."""
-    from .libinfo import version
+    from ..kernel.libseccomp import version
     return version()
 
 
@@ -102,7 +102,7 @@ def load(filt: CompiledFilter) -> int | None:
 
 def features() -> dict:
     """The ``linux.seccomp`` object of ``ocirun features`` (from the same tables the translation uses)."""
-    from . import libinfo
+    from ..kernel import libseccomp as libinfo
     from .translate import ACTIONS, ARCHES, FLAGS, OPERATORS
     enabled = libinfo.handle() is not None
     supported = []

@@ -30,7 +30,7 @@ import stat
 
 from .. import __version__
 from ..fastjson import canonical, loads as _loads  # not json: it imports re and enum (a hit must stay light)
-from . import libinfo
+from ..kernel import libseccomp as libinfo
 
 # hashlib pulls in OpenSSL (~3 ms of import on the hot path); the built-in sha256 is the same function.
 try:

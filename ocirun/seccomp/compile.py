@@ -33,7 +33,7 @@ class Libseccomp:
         self._filter = None
 
     def version(self) -> str:
-        from .libinfo import version
+        from ..kernel.libseccomp import version
         return version()
 
     def init(self, default_action: int) -> None:

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from ocirun.errors import SeccompError
-from ocirun.seccomp import cache as C, compile as compile_mod, compile_filter, libinfo
+from ocirun.kernel import libseccomp as libinfo
+from ocirun.seccomp import cache as C, compile as compile_mod, compile_filter
 
 try:
     from .test_seccomp_translate import DOCKER, FakeLib

@@ -1,5 +1,8 @@
 """What the installed libseccomp is and knows, asked through a bare dlopen (no pyseccomp).
 
+In the kernel seam because it is ctypes (the package's only ctypes lives under ocirun/kernel/); the
+filter itself is compiled with pyseccomp (ocirun.seccomp.compile).
+
 Used by the cache key and by ``features``; cheap enough for the hot path
 (dlopen of an already-mapped-or-small library, no ``ldconfig`` subprocess).
 """
