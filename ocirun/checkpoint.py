@@ -298,9 +298,9 @@ def cmd_restore(rt, args: list[str], flags: dict, g: dict) -> int:
         os.close(lock)
     if detach:
         return 0
-    from .run import _wait
+    from .signals import wait_reaping
 
-    status = _wait(st.pid)
+    status = wait_reaping(st.pid, on_no_child=255)
     rt.delete(cid, force=True)
     return status
 

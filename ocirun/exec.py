@@ -39,10 +39,6 @@ from .records import Record, factory  # not dataclasses: it imports inspect (≈
 ENV_INITMODE = "_OCIRUN_INITMODE"
 EXIT_FAILED = 255  # runc's exit status when exec itself fails
 
-#: Signals forwarded to the process in the foreground (as `run` does).
-FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
-             signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
-
 
 class ExecFailed(OciError):
     """exec did not start the process (printed as ``exec failed: ...``)."""
@@ -376,11 +372,15 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
     tty_sock = None
     final = None
     started: dict = {}
-    # In the foreground, signals are ours to forward from now on: one that arrives before the process
-    # exists is kept and delivered once it does (the process may well be running before we know it).
-    forward = None if opts.detach else Forwarder(FORWARDED)
+    forward = None
     pidfd_sock = None
     try:
+        if not opts.detach:
+            from .forward import Forwarder
+
+            # Every signal is ours to forward from now on (ocirun.forward): one that arrives before the
+            # process exists is kept and delivered once it does (it may well run before we know it).
+            forward = Forwarder()
         if opts.pidfd_socket:
             from . import pidfd
 
@@ -456,13 +456,11 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             tty_sock.close()
             tty_sock = None
             try:
-                return attach(master, final)
+                return attach(master, forward)
             finally:
                 os.close(master)
-        return wait_foreground(final)
+        return forward.wait(on_no_child=EXIT_FAILED)
     except BaseException:
-        if forward is not None:
-            forward.pid = None  # nothing more to forward to a process we kill
         if started.get("stage_reaped"):
             stage = None  # its pid may belong to someone else by now
         if final:  # through the pidfd opened when its pid arrived: never a pid reused since
@@ -488,7 +486,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
         if started.get("pidfd") is not None:
             os.close(started["pidfd"])
         if forward is not None:
-            forward.restore()
+            forward.close()
         for _, fd in namespaces:
             os.close(fd)
         if console_fd is not None:
@@ -580,43 +578,6 @@ def _host_side_limits(pid: int, process) -> None:
         except OSError as e:
             raise ExecFailed("unable to start container process: write oom_score_adj: "
                              f"{getattr(e, 'reason', e.strerror)}") from None
-
-
-class Forwarder:
-    """Forward the signals we receive to ``pid``; hold them until it is known."""
-
-    def __init__(self, sigs=FORWARDED):
-        self.pid: int | None = None
-        self.pending: list[int] = []
-        self.old = {sig: signal.signal(sig, self._on) for sig in sigs}
-
-    def _on(self, sig, _frame) -> None:
-        if self.pid is None:
-            self.pending.append(sig)
-            return
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def target(self, pid: int) -> None:
-        self.pid = pid
-        pending, self.pending = self.pending, []
-        for sig in pending:
-            self._on(sig, None)
-
-    def restore(self) -> None:
-        for sig, handler in self.old.items():
-            signal.signal(sig, handler)
-        self.old = {}
-
-
-def wait_foreground(pid: int) -> int:
-    """Wait for the process, reaping other orphans re-parented to us; return its status.  (Signals are
-    forwarded by the caller's :class:`Forwarder`.)"""
-    from .signals import wait_reaping  # not tty's re-export: tty imports socket, signal, array
-
-    return wait_reaping(pid, on_no_child=EXIT_FAILED)
 
 
 def _reap(pid: int) -> None:

@@ -2,82 +2,86 @@
 
 We become a child subreaper before `create`, so the container's init — whose
 parent, the init stage, exits — is re-parented to us and we can wait for it.
-Signals we receive are forwarded to it, as runc does.
+From before `create` until we return, every signal we can catch is ours
+(:mod:`ocirun.forward`): none is lost or ends us while the container is made, and
+each is forwarded to the init once it runs, as runc does.  Whatever ends the wait
+(the init's exit, an error), what we created is deleted, unless ``--keep``.
 """
 from __future__ import annotations
 
 import os
-import signal
 
 from .kernel import linux as k
 
-FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
-             signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
-
 
 def run(rt, cid: str, opts, detach: bool = False, keep: bool = False) -> int:
-    if not detach:
-        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-    console = None if detach else _foreground_console(opts)
-    st = None
-    try:
-        st = rt.create(cid, opts)
-        master = console.accept_master() if console is not None else None
-        if master is not None:  # the process starts on our window size, not 0x0 (attach follows it later)
-            from .tty import caller_size, set_size
-
-            size = caller_size()
-            if size:
-                set_size(master, *size)
-    except BaseException:
-        if st is not None:  # created, but the pty master did not arrive
-            _cleanup(rt, cid)
-        raise
-    finally:
-        if console is not None:
-            console.close()
-            opts.console_socket = None
     if detach:
+        return _run_detached(rt, cid, opts)
+    from .forward import Forwarder
+
+    with Forwarder() as fwd:
+        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+        console = _foreground_console(opts)
+        st = master = None
+        started = exited = False
         try:
+            try:
+                st = rt.create(cid, opts)  # on failure it removes what it made
+                master = console.accept_master() if console is not None else None
+                if master is not None:  # the process starts on our window size, not 0x0 (attach follows it)
+                    from .tty import caller_size, set_size
+
+                    size = caller_size()
+                    if size:
+                        set_size(master, *size)
+            finally:
+                if console is not None:
+                    console.close()
+                    opts.console_socket = None
+            fwd.target(st.pid)
             rt.start(cid)
-        except BaseException:
-            _cleanup(rt, cid)
-            raise
-        return 0
-    pid = st.pid
-    for sig in FORWARDED:
-        signal.signal(sig, lambda s, f: _forward(pid, s))
+            started = True
+            if master is not None:  # process.terminal without --console-socket: bridge our terminal
+                from .tty import attach
+
+                status = attach(master, fwd)
+            else:
+                status = fwd.wait(on_no_child=255)
+            exited = True
+        finally:
+            if master is not None:
+                os.close(master)
+            if st is not None:
+                _leave(rt, cid, fwd, keep and started, exited)
+    return status
+
+
+def _leave(rt, cid: str, fwd, keep: bool, exited: bool) -> None:
+    """Delete the container, on every way out of `run`: its process exited, `start` failed, the
+    terminal bridge failed...  ``keep`` (``--keep``, once the process has run): keep it, stopped."""
+    if keep:
+        if not exited:
+            from .signals import SIGKILL
+
+            fwd.send(SIGKILL)  # kept, stopped: we are not there to wait for it any more
+        return
+    if exited:
+        rt.delete(cid, force=True)
+        return
+    try:
+        rt.delete(cid, force=True)
+    except Exception:
+        pass  # the error that brought us here is the one to report
+
+
+def _run_detached(rt, cid: str, opts) -> int:
+    rt.create(cid, opts)
     try:
         rt.start(cid)
     except BaseException:
         _cleanup(rt, cid)
         raise
-    if master is not None:  # process.terminal without --console-socket: bridge our terminal (ocirun.tty)
-        from .tty import attach
-
-        try:
-            status = attach(master, pid)
-        finally:
-            os.close(master)
-    else:
-        status = _wait(pid)
-    if not keep:
-        rt.delete(cid, force=True)
-    return status
-
-
-def _forward(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait(pid: int) -> int:
-    """Wait for the container's init, reaping any other orphan re-parented to us meanwhile."""
-    from .signals import wait_reaping
-
-    return wait_reaping(pid, on_no_child=255)
+    return 0
 
 
 def _cleanup(rt, cid: str) -> None:

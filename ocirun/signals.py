@@ -53,14 +53,31 @@ def exit_status(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def reap_exited(pid: int, on_no_child: int) -> int | None:
+    """Reap every child that has exited, without waiting; return ``pid``'s :func:`exit_status` if
+    it was among them, ``on_no_child`` if no child is left (someone else reaped it), else None.
+
+    The foreground `run` and `exec` call it whenever SIGCHLD arrives (:mod:`ocirun.forward`)."""
+    found = None
+    while True:
+        try:
+            got, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found if found is not None else on_no_child
+        if got == 0:
+            return found
+        if got == pid:
+            found = exit_status(status)
+
+
 def wait_reaping(pid: int, on_no_child: int) -> int:
     """Wait for ``pid`` and return its :func:`exit_status`, reaping every other child meanwhile.
 
-    In the foreground ``run``, ``exec`` and ``restore`` are child subreapers: the container's
-    orphans are re-parented to us, and waiting for ``pid`` alone would leave them zombies until we
-    exit, so we wait for any child.  ``on_no_child`` is returned if no child is left before ``pid``
-    was seen (someone else reaped it).  InterruptedError is retried, though since PEP 475 Python
-    retries EINTR itself: a guard, kept from `run`'s loop.
+    In the foreground ``restore`` is a child subreaper: the container's orphans are re-parented
+    to us, and waiting for ``pid`` alone would leave them zombies until we exit, so we wait for
+    any child.  (``run`` and ``exec`` wait the same way, signals forwarded: :mod:`ocirun.forward`.)
+    ``on_no_child`` is returned if no child is left before ``pid`` was seen (someone else reaped
+    it).  InterruptedError is retried, though since PEP 475 Python retries EINTR itself: a guard.
     """
     while True:
         try:

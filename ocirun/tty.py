@@ -5,8 +5,9 @@ comes back to us over a socket as it would to conmon or the containerd shim:
 :class:`ConsoleListener` (a socket path, for `create`'s launcher) or
 :func:`console_pair` (a socketpair, for `exec`).  :func:`attach` then does what
 runc does in the foreground: the caller's terminal goes raw, bytes are copied both
-ways, its size follows SIGWINCH, other signals are forwarded to the process, and
-the terminal is restored when the process exits.
+ways, its size follows SIGWINCH, other signals are forwarded to the process (the
+caller's :class:`ocirun.forward.Forwarder`), and the terminal is restored when the
+process exits.
 """
 from __future__ import annotations
 
@@ -15,16 +16,13 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import socket
 import struct
 import termios
 
-from .signals import exit_status
+from .forward import SIGCHLD, SIGWINCH
+from .signals import reap_exited
 
-#: Signals passed on to the process (SIGWINCH is handled here: it resizes the pty instead).
-FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
-             signal.SIGCONT, signal.SIGALRM)
 DRAIN_IDLE = 0.2  # seconds without output after the exit before we stop copying
 
 
@@ -116,16 +114,18 @@ def make_raw(attrs: list) -> list:
     return [iflag, oflag, cflag, lflag, ispeed, ospeed, cc]
 
 
-def attach(master: int, pid: int, stdin: int = 0, stdout: int = 1, forward=FORWARDED) -> int:
-    """Bridge the caller's terminal and ``master`` until ``pid`` (our child) exits; return its status.
+def attach(master: int, fwd, stdin: int = 0, stdout: int = 1) -> int:
+    """Bridge the caller's terminal and ``master`` until ``fwd.pid`` (our child) exits; return its status.
 
-    Any other child that exits meanwhile (orphans re-parented to a subreaper) is reaped too.
+    ``fwd``: the caller's :class:`ocirun.forward.Forwarder`, its target named.  Its signals are
+    read here: SIGWINCH resizes the pty, SIGCHLD reaps (any other child that exits meanwhile,
+    orphans re-parented to a subreaper, is reaped too), every other one is forwarded.
     """
     saved = None
     if os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
 
-    def resize(*_):
+    def resize():
         size = caller_size(stdin, stdout)
         if size:
             try:
@@ -133,63 +133,42 @@ def attach(master: int, pid: int, stdin: int = 0, stdout: int = 1, forward=FORWA
             except OSError:
                 pass
 
-    def fwd(sig, _frame):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    old_handlers = {}
-    old_wakeup = None
     try:
-        for sig in forward:
-            old_handlers[sig] = signal.signal(sig, fwd)
-        old_handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resize)
-        old_handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *_: None)
-        old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSANOW, make_raw(saved))
         resize()
         os.set_blocking(master, False)
-        return _pump(master, pid, stdin, stdout, wake_r)
+        return _pump(master, fwd, stdin, stdout, resize)
     finally:
         if saved is not None:
             try:
                 termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
             except termios.error:
                 pass
-        if old_wakeup is not None:
-            signal.set_wakeup_fd(old_wakeup)
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
-        os.close(wake_r)
-        os.close(wake_w)
 
 
-def _pump(master: int, pid: int, stdin: int, stdout: int, wake: int) -> int:
+def _pump(master: int, fwd, stdin: int, stdout: int, resize) -> int:
     status = None
     watch_in = True
     pending = b""  # input not yet accepted by the pty
     alive = True  # False once the master reads EIO: no slave left open
+    sigs = fwd.fileno()
     while True:
         if status is None:
-            status = _reap(pid)
+            status = reap_exited(fwd.pid, 255)
         if status is not None:
             if alive:
                 _drain(master, stdout)
             return status
-        rlist = [wake] + ([master] if alive else []) + ([stdin] if watch_in and not pending else [])
+        rlist = [sigs] + ([master] if alive else []) + ([stdin] if watch_in and not pending else [])
         wlist = [master] if pending and alive else []
-        try:
-            r, w, _ = select.select(rlist, wlist, [], 1.0)
-        except InterruptedError:
-            continue
-        if wake in r:
-            try:
-                os.read(wake, 512)
-            except BlockingIOError:
-                pass
+        r, w, _ = select.select(rlist, wlist, [])
+        if sigs in r:
+            for sig in fwd.take():
+                if sig == SIGWINCH:
+                    resize()
+                elif sig != SIGCHLD:
+                    fwd.send(sig)
         if master in r:
             try:
                 data = os.read(master, 65536)
@@ -218,20 +197,6 @@ def _pump(master: int, pid: int, stdin: int, stdout: int, wake: int) -> int:
                 pass
             except OSError:
                 pending = b""
-
-
-def _reap(pid: int) -> int | None:
-    """Reap every exited child; return ``pid``'s status if it was among them."""
-    found = None
-    while True:
-        try:
-            got, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return found if found is not None else 255
-        if got == 0:
-            return found
-        if got == pid:
-            found = exit_status(status)
 
 
 def _drain(master: int, stdout: int) -> None:

@@ -269,6 +269,19 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def signalfd(signals) -> int:
+    """A new signalfd(2) for ``signals`` (1..64), close-on-exec and non-blocking.
+
+    It reads only signals the caller keeps blocked; each read returns 128-byte
+    signalfd_siginfo records whose first field is the signal number."""
+    mask = ctypes.c_uint64(0)  # the kernel's sigset: 64 bits, signal n is bit n-1
+    for sig in signals:
+        mask.value |= 1 << (sig - 1)
+    ctypes.set_errno(0)
+    ret = libc.signalfd(ctypes.c_int(-1), ctypes.byref(mask), ctypes.c_int(os.O_CLOEXEC | os.O_NONBLOCK))
+    return check(ret, "signalfd")
+
+
 def setgroups(gids: list[int]) -> None:
     os.setgroups(gids)
 
