@@ -37,8 +37,8 @@ SIGWINCH = 28
 _UNCATCHABLE = (9, 19)  # SIGKILL, SIGSTOP
 
 #: Passed on to the process: every signal that can be caught, but SIGCHLD.
-FORWARDED = tuple(s for s in range(1, 32) if s not in _UNCATCHABLE + (SIGCHLD,)) + tuple(range(SIGRTMIN,
-                                                                                               SIGRTMAX + 1))
+FORWARDED = (tuple(s for s in range(1, 32) if s not in _UNCATCHABLE + (SIGCHLD,))
+             + tuple(range(SIGRTMIN, SIGRTMAX + 1)))
 #: Blocked and read from the signalfd while a :class:`Forwarder` is open.
 CAUGHT = FORWARDED + (SIGCHLD,)
 _SIGINFO_SIZE = 128  # struct signalfd_siginfo; its first field (uint32) is the signal number
