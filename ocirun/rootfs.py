@@ -537,13 +537,19 @@ def _chown_chmod(pfd: int, name: str, perm: int, uid, gid, userns: bool) -> None
 def ensure_cwd(rootfd: int, cwd: str) -> None:
     """Create ``process.cwd`` (0755, root's) when it does not exist, after the mounts it may lie
     under, resolved inside the rootfs: runc creates a missing cwd rather than failing the container.
-    An existing path is left alone, whatever it is (chdir reports a non-directory later)."""
+    Best effort: an existing path is left alone whatever it is, and a path that cannot be made (under
+    procfs, through a magic link) is left for the chdir, which reports it naming the cwd."""
     try:
         os.close(pathsafe.open_in_root(rootfd, cwd))
         return
     except FileNotFoundError:
         pass
-    os.close(pathsafe.mkdirall_in_root(rootfd, cwd, 0o755))
+    except OSError:
+        return
+    try:
+        os.close(pathsafe.mkdirall_in_root(rootfd, cwd, 0o755))
+    except OSError:
+        pass
 
 
 def pivot(root_fd: int) -> None:
