@@ -20,8 +20,10 @@ _SERIAL = itertools.count()
 
 
 def _hierarchies() -> list[str]:
-    return sorted(n for n in os.listdir("/sys/fs/cgroup")
-                  if os.path.isdir(f"/sys/fs/cgroup/{n}") and not os.path.islink(f"/sys/fs/cgroup/{n}"))
+    """The hierarchies mounted at /sys/fs/cgroup/<name> (a stray directory on the tmpfs is none)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if line.split(" - ")[1].split()[0] in ("cgroup", "cgroup2")]
+    return sorted(p.rsplit("/", 1)[1] for p in points if p.rsplit("/", 1)[0] == "/sys/fs/cgroup")
 
 
 @pytest.fixture
