@@ -80,16 +80,23 @@ def _layer_tar(rootfs: str) -> bytes:
 
 
 def build_image_archive(workdir: str, ref: str = IMAGE) -> str:
-    """Write an OCI image-layout tar (busybox from make_rootfs) and return its path.
+    """Write an OCI image-layout tar (busybox from make_rootfs) and return its path."""
+    rootfs = image_rootfs(os.path.join(workdir, "image-rootfs"))
+    try:
+        return oci_archive(workdir, rootfs, ref, {"Cmd": ["/bin/sh"]})
+    finally:
+        shutil.rmtree(rootfs)
+
+
+def oci_archive(workdir: str, rootfs: str, ref: str, image_config: dict, name: str = "image") -> str:
+    """Write ``rootfs`` as an OCI image-layout tar ``workdir/<name>.tar`` named ``ref``.
 
     One gzip layer; the config's ``rootfs.diff_ids`` is the digest of the uncompressed tar,
     the manifest names the compressed blob: containerd checks both on import/unpack.
+    ``image_config`` (Cmd, Entrypoint, ...) goes into the image config next to Env and WorkingDir.
     """
-    rootfs = image_rootfs(os.path.join(workdir, "image-rootfs"))
     layer = _layer_tar(rootfs)
-    shutil.rmtree(rootfs)
-
-    layout = os.path.join(workdir, "image-layout")
+    layout = os.path.join(workdir, f"{name}-layout")
     os.makedirs(os.path.join(layout, "blobs", "sha256"))
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     layer_desc = _blob(layout, gzip.compress(layer, compresslevel=1, mtime=0))
@@ -97,7 +104,7 @@ def build_image_archive(workdir: str, ref: str = IMAGE) -> str:
     config = {
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["/bin/sh"], "WorkingDir": "/"},
+                   "WorkingDir": "/", **image_config},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "ocirun.bundle.make_rootfs"}],
     }
@@ -115,10 +122,10 @@ def build_image_archive(workdir: str, ref: str = IMAGE) -> str:
     with open(os.path.join(layout, "oci-layout"), "w") as f:
         json.dump({"imageLayoutVersion": "1.0.0"}, f)
 
-    archive = os.path.join(workdir, "image.tar")
+    archive = os.path.join(workdir, f"{name}.tar")
     with tarfile.open(archive, "w") as tar:
-        for name in ("oci-layout", "index.json", "blobs"):
-            tar.add(os.path.join(layout, name), arcname=name)
+        for entry in ("oci-layout", "index.json", "blobs"):
+            tar.add(os.path.join(layout, entry), arcname=entry)
     shutil.rmtree(layout)
     return archive
 
@@ -127,6 +134,8 @@ def build_image_archive(workdir: str, ref: str = IMAGE) -> str:
 
 class Containerd:
     """One private containerd daemon for the session."""
+
+    disabled_plugins = DISABLED_PLUGINS
 
     def __init__(self, base: str):
         self.base = base
@@ -140,12 +149,21 @@ class Containerd:
             os.makedirs(os.path.join(base, d), exist_ok=True)
         self.config = os.path.join(base, "config.toml")
         with open(self.config, "w") as f:
-            f.write(f"""\
+            f.write(self.config_text())
+        self.env = dict(os.environ, TMPDIR=os.path.join(base, "tmp"))
+        self.env.pop("CONTAINERD_ADDRESS", None)
+        self.env.pop("CONTAINERD_NAMESPACE", None)
+        self.proc: subprocess.Popen | None = None
+
+    def config_text(self) -> str:
+        """containerd's config.toml: every path under the private directory."""
+        base = self.base
+        return f"""\
 version = 2
 root = "{base}/root"
 state = "{base}/state"
 temp = "{base}/tmp"
-disabled_plugins = {json.dumps(DISABLED_PLUGINS)}
+disabled_plugins = {json.dumps(self.disabled_plugins)}
 
 [grpc]
   address = "{self.address}"
@@ -165,11 +183,7 @@ disabled_plugins = {json.dumps(DISABLED_PLUGINS)}
 
 [plugins."io.containerd.runtime.v1.linux"]
   runtime_root = "{base}/runc-v1"
-""")
-        self.env = dict(os.environ, TMPDIR=os.path.join(base, "tmp"))
-        self.env.pop("CONTAINERD_ADDRESS", None)
-        self.env.pop("CONTAINERD_NAMESPACE", None)
-        self.proc: subprocess.Popen | None = None
+"""
 
     def start(self) -> None:
         log = open(self.log_path, "w")
