@@ -317,7 +317,8 @@ class Cri:
             sysctls=sysctls or {})
         return pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="ocirun-cri", attempt=0),
-            hostname=hostname or name, log_directory=log_dir, linux=linux, **meta)
+            hostname="" if network == "NODE" else hostname or name,   # the kubelet's choice
+            log_directory=log_dir, linux=linux, **meta)
 
     def run_pod(self, config) -> str:
         return self.runtime.RunPodSandbox(
@@ -353,8 +354,11 @@ class Cri:
                          mounts=(), resources=None, security=None, envs: dict | None = None):
         pb = self.pb
         name = f"{stem}"
-        linux = pb.LinuxContainerConfig(resources=resources,
-                                        security_context=security or pb.LinuxContainerSecurityContext())
+        security = security or pb.LinuxContainerSecurityContext()
+        # As the kubelet does: every container states the pod's namespace modes again (containerd
+        # reads the container's, not the sandbox's).
+        security.namespace_options.CopyFrom(pod_config.linux.security_context.namespace_options)
+        linux = pb.LinuxContainerConfig(resources=resources, security_context=security)
         return pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name, attempt=attempt),
             image=pb.ImageSpec(image=IMAGE), command=command,
