@@ -295,6 +295,9 @@ def test_oom_killed(cri):
     cid = cri.run(pod, config, "hog", ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
                   resources=pb.LinuxContainerResources(memory_limit_in_bytes=16 << 20))
     status = cri.wait_exited(cid)
+    # The shim sends /tasks/oom (from its watch on memory.oom_control) and /tasks/exit (from its
+    # reaper) on their own: the reason can turn to OOMKilled just after the exit is seen (runc too).
+    status = wait_for(lambda: (s := cri.status(cid)).reason == "OOMKilled" and s, 5) or cri.status(cid)
     assert (status.exit_code, status.reason) == (137, "OOMKilled"), status
 
 
