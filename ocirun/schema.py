@@ -405,7 +405,6 @@ _MATCHERS = {
     "^/": lambda t: t.startswith("/"),
     "^MB:": lambda t: t.startswith("MB:"),
     "^$": lambda t: t in ("", "\n"),
-    "^[rwm]*$": lambda t: all(c in "rwm" for c in _chomp(t)),
     "^CAP_[A-Z0-9_]+$": lambda t: (lambda s: len(s) > 4 and s.startswith("CAP_")
                                   and all(c in _CAPCHARS for c in s[4:]))(_chomp(t)),
     "^[1-9][0-9]*[KMG]B$": _hugepage_size,

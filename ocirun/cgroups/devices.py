@@ -66,10 +66,13 @@ def parse_rules(devices: list) -> list[Rule]:
         if type_ not in ("a", "b", "c"):
             raise CgroupError(f"linux.resources.devices[{i}]: invalid device type {type_!r}")
         access = d.get("access")
-        if access is None or access == "":
+        if access is None:
             access = "rwm"
-        if not isinstance(access, str) or set(access) - set(ACCESS_ORDER):
+        if not isinstance(access, str):
             raise CgroupError(f"linux.resources.devices[{i}]: invalid access {access!r}")
+        if access == "":
+            raise CgroupError(f"linux.resources.devices[{i}]: device access cannot be empty")  # runc's words
+        # letters other than r, w and m are ignored, as runc's Permissions ignore them ("rwa" is rw)
         major, minor = d.get("major"), d.get("minor")
         for name, v in (("major", major), ("minor", minor)):
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < -1 or v > 0xFFFFFFFF):

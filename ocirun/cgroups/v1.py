@@ -218,7 +218,8 @@ class V1Manager(Manager):
             v1_name = {"io": "blkio"}.get(ctrl, ctrl)
             why = (f"it is bound to the cgroup v1 hierarchy {self.mounts[v1_name]}" if v1_name in v1_bound
                    else "no such controller")
-            raise CgroupError(f"cannot set unified resource {key!r} on this hybrid host: the {ctrl} controller "
+            raise CgroupError(f"invalid configuration: cannot set unified resource {key!r} on this hybrid host: "
+                              f"the {ctrl} controller "
                               f"is not available in the cgroup v2 hierarchy {self.mounts['']} ({why}; "
                               f"cgroup.controllers there: {' '.join(avail) or 'none'})")
         self._v2()._unified(unified)

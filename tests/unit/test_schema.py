@@ -131,7 +131,7 @@ EXPECTED_ERRORS = {
     'config-linux-rdma-empty-entry.json': 'linux.resources.rdma.mlx5_1: at least one of hcaHandles and hcaObjects is required',
     'config-linux-rdma-string.json': 'linux.resources.rdma.mlx5_1.hcaHandles: "3" is not of type "integer"',
     'config-linux-unified-number.json': 'linux.resources.unified["memory.max"]: 1024 is not of type "string"',
-    'config-linux-device-cgroup-bad-access.json': 'linux.resources.devices[0].access: "rwx" is not a combination of r, w and m',
+    'config-linux-device-cgroup-bad-access.json': 'linux.resources.devices[0].access: device access cannot be empty',
     'config-linux-device-cgroup-missing-allow.json': 'linux.resources.devices[0].allow: required property is missing',
     'config-linux-device-cgroup-bad-type.json': 'linux.resources.devices[0].type: "p" is not one of ["a", "b", "c"]',
     'config-linux-cgroupsPath-number.json': 'linux.cgroupsPath: 7 is not of type "string"',
