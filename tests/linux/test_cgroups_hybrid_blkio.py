@@ -75,7 +75,7 @@ def test_unified_key_of_a_v1_controller_is_refused_and_nothing_is_left(oci, tmp_
     r = oci.run(spec, "c1")
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1] == (
-        "ocirun: cannot set unified resource 'memory.max' on this hybrid host: the memory controller is not "
+        "ocirun: invalid configuration: cannot set unified resource 'memory.max' on this hybrid host: the memory controller is not "
         f"available in the cgroup v2 hierarchy {ROOT}/unified (it is bound to the cgroup v1 hierarchy "
         f"{ROOT}/memory; cgroup.controllers there: "
         + open(f"{ROOT}/unified/cgroup.controllers").read().strip() + ")")
