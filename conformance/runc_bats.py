@@ -402,6 +402,25 @@ def cgroup_dirs(cgroot: str = "/sys/fs/cgroup") -> set[str]:
     return found
 
 
+def thaw_cgroup_tree(top: str) -> int:
+    """Thaw every frozen cgroup under ``top`` (cgroups.bats freezes one on purpose; a frozen task
+    cannot die, so its cgroup could never be removed)."""
+    n = 0
+    for dirpath, _d, _f in os.walk(top):
+        for name, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            path = os.path.join(dirpath, name)
+            try:
+                with open(path) as f:
+                    if f.read().strip() in (thawed, "THAWED"):
+                        continue
+                with open(path, "w") as f:
+                    f.write(thawed)
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
 def remove_cgroup_tree(top: str) -> int:
     n = 0
     for dirpath, _d, _f in sorted(os.walk(top), key=lambda t: t[0].count("/"), reverse=True):
@@ -418,7 +437,7 @@ def suite_cgroups(before: set[str], after: set[str]) -> list[str]:
     picked = [d for d in after - before if _SUITE_CGROUP_NAME.match(os.path.basename(d))]
     picked += [d for d in after if os.path.basename(d) == SUITE_CGROUP_PARENT]
     tops = []
-    for d in sorted(set(picked), key=lambda p: p.count("/")):
+    for d in sorted(set(picked), key=lambda p: (p.count("/"), p)):
         if not any(inside(d, t) for t in tops):
             tops.append(d)
     return tops
@@ -431,12 +450,16 @@ def netns_names() -> set[str]:
         return set()
 
 
-def processes_under(work: str) -> list[int]:
+def processes_under(work: str, bats_too: bool = True) -> list[int]:
     """Pids whose command line names ``work`` or whose cwd/root lies in it (recvtty, seccompagent,
-    container processes of a container whose delete failed)."""
+    container processes of a container whose delete failed).
+
+    With ``bats_too=False`` only runtime commands (``--root`` in ``work``) and processes whose root
+    is in ``work`` (containers) are named: bats' own command line and cwd lie in ``work`` too.
+    """
     me = os.getpid()
     found = []
-    needle = os.fsencode(work)
+    needle = os.fsencode(work) if bats_too else b"--root\0" + os.fsencode(work)
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -446,7 +469,7 @@ def processes_under(work: str) -> list[int]:
                 if needle in f.read():
                     found.append(pid)
                     continue
-            for link in ("cwd", "root"):
+            for link in ("cwd", "root") if bats_too else ("root",):
                 target = os.readlink(f"/proc/{pid}/{link}")
                 if target != "/" and inside(target, work):
                     found.append(pid)
@@ -521,6 +544,7 @@ class Leftovers:
     cgroups: int = 0
     netns: int = 0
     files: int = 0
+    stalls: int = 0  # times a stuck test had to be freed (see break_stall)
 
     def describe(self) -> str:
         return ", ".join(f"{v} {k}" for k, v in dataclasses.asdict(self).items() if v)
@@ -529,6 +553,9 @@ class Leftovers:
 def clean_up(work: str, runtime: str, before: HostSnapshot) -> Leftovers:
     """Remove what one file's run left behind; return what had to be removed."""
     left = Leftovers()
+    cgroup_tops = suite_cgroups(before.cgroups, cgroup_dirs())
+    for top in cgroup_tops:
+        thaw_cgroup_tree(top)
     for root in state_dirs(work):
         ids = list_ids(runtime, root)
         left.containers += len(ids)
@@ -647,20 +674,16 @@ def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
     before = HostSnapshot.take()
     cmd = under_terminal(bats_command(file, os.path.join(work, "report"), name_filter))
     t0 = time.monotonic()
-    timed_out = False
     env = suite_env(runtime, work, criu_dir, test_timeout=test_timeout)
     proc = subprocess.Popen(cmd, cwd=integration, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    # A test stalls past bats' own timeout when a process it started outlives the test and holds
+    # its output pipe (bats waits for EOF): then free it, at most every ``stall`` seconds.
+    stall = (test_timeout or 0) + 60 if test_timeout else None
     try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_tree(proc, work)
-        try:
-            out, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            out = b""
+        out, timed_out, stalls = watch(proc, timeout, stall, lambda: break_stall(work, before),
+                                       lambda: _kill_tree(proc, work))
     except BaseException:
         _kill_tree(proc, work)
         proc.wait()
@@ -676,9 +699,61 @@ def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
     plan, tests = parse_bats_tap(tap, file)
     tests = complete_plan(file, plan, tests, timed_out, proc.returncode)
     left = clean_up(work, runtime, before)
+    left.stalls = stalls
     return FileRun(file=file, runtime=runtime, tests=tests, plan=plan,
                    returncode=None if timed_out else proc.returncode, timed_out=timed_out,
                    seconds=round(seconds, 1), leftovers=left.describe(), output_tail=output[-3000:])
+
+
+def watch(proc: subprocess.Popen, timeout: float, stall: float | None, on_stall,
+          on_timeout) -> tuple[bytes, bool, int]:
+    """Collect ``proc``'s output until it exits, or ``timeout`` expires (then ``on_timeout`` kills
+    it); call ``on_stall`` whenever no TAP test line arrived for ``stall`` seconds.  Returns
+    ``(output, timed_out, stalls)``."""
+    import threading
+
+    chunks: list[bytes] = []
+    last = [time.monotonic()]
+
+    def reader() -> None:
+        for line in iter(proc.stdout.readline, b""):
+            chunks.append(line)
+            if line.startswith((b"ok ", b"not ok ")):
+                last[0] = time.monotonic()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    start, timed_out, stalls = time.monotonic(), False, 0
+    while True:
+        try:
+            proc.wait(timeout=2)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now - start > timeout:
+            timed_out = True
+            on_timeout()
+            proc.wait()
+            break
+        if stall and now - last[0] > stall:
+            stalls += 1
+            last[0] = now
+            on_stall()
+    t.join(timeout=10)
+    return b"".join(chunks), timed_out, stalls
+
+
+def break_stall(work: str, before: "HostSnapshot") -> None:
+    """Free a test bats is stuck on: thaw the suite's cgroups, then kill the runtime commands and
+    container processes of this file (not bats itself, whose command line also names ``work``)."""
+    for top in suite_cgroups(before.cgroups, cgroup_dirs()):
+        thaw_cgroup_tree(top)
+    for pid in processes_under(work, bats_too=False):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def complete_plan(file: str, plan: int | None, tests: list[BatsTest], timed_out: bool,
