@@ -643,19 +643,18 @@ def under_terminal(cmd: list[str]) -> list[str]:
     return ["script", "--quiet", "--return", "--command", shlex.join(cmd), "/dev/null"]
 
 
-def suite_env(runtime: str, work: str, criu_dir: str | None, base: dict[str, str] | None = None,
-              test_timeout: float | None = None) -> dict[str, str]:
-    """The environment of one bats run.  ``BATS_TEST_TIMEOUT``: bats kills a test's children after that
-    many seconds and reports it ``not ok ... # timeout`` (checkpoint.bats' lazy-pages test otherwise
-    waits forever on a pipe held by a container that runc no longer knows)."""
+def suite_env(runtime: str, work: str, criu_dir: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of one bats run.
+
+    No ``BATS_TEST_TIMEOUT``: bats implements it with a background ``sleep`` in the test's shell, and
+    events.bats' bare ``wait`` then waits for that sleep, so every such test would time out.
+    """
     env = dict(os.environ if base is None else base)
-    for var in ("RUNC_USE_SYSTEMD", "ROOTLESS_FEATURES", "ROOTLESS_TESTPATH", "BATS_TMPDIR"):
+    for var in ("RUNC_USE_SYSTEMD", "ROOTLESS_FEATURES", "ROOTLESS_TESTPATH", "BATS_TMPDIR", "BATS_TEST_TIMEOUT"):
         env.pop(var, None)
     env["RUNC"] = runtime
     env["TMPDIR"] = os.path.join(work, "tmp")
     env["SHELL"] = "/bin/bash"
-    if test_timeout:
-        env["BATS_TEST_TIMEOUT"] = str(int(test_timeout))
     if criu_dir:
         env["PATH"] = criu_dir + os.pathsep + env.get("PATH", os.defpath)
     return env
@@ -663,7 +662,7 @@ def suite_env(runtime: str, work: str, criu_dir: str | None, base: dict[str, str
 
 def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
              name_filter: str | None = None, criu_dir: str | None = None,
-             test_timeout: float | None = None) -> FileRun:
+             stall: float | None = 120.0) -> FileRun:
     """Run one .bats file under ``script`` and clean up after it."""
     work = tempfile.mkdtemp(prefix=f"{file.removesuffix('.bats')}.", dir=workbase)
     os.chmod(work, 0o755)  # userns tests reach their rootfs as another uid
@@ -674,13 +673,13 @@ def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
     before = HostSnapshot.take()
     cmd = under_terminal(bats_command(file, os.path.join(work, "report"), name_filter))
     t0 = time.monotonic()
-    env = suite_env(runtime, work, criu_dir, test_timeout=test_timeout)
+    env = suite_env(runtime, work, criu_dir)
     proc = subprocess.Popen(cmd, cwd=integration, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    # A test stalls past bats' own timeout when a process it started outlives the test and holds
-    # its output pipe (bats waits for EOF): then free it, at most every ``stall`` seconds.
-    stall = (test_timeout or 0) + 60 if test_timeout else None
+    # A test stalls when a runtime command hangs (ocirun on a pre-frozen cgroup) or a process it
+    # started outlives it holding its output pipe (bats waits for EOF; checkpoint.bats' lazy-pages
+    # test under runc): after ``stall`` seconds without a result, free it (break_stall).
     try:
         out, timed_out, stalls = watch(proc, timeout, stall, lambda: break_stall(work, before),
                                        lambda: _kill_tree(proc, work))
@@ -698,32 +697,38 @@ def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
         tap = output  # bats died before writing its report: the terminal copy is all there is
     plan, tests = parse_bats_tap(tap, file)
     tests = complete_plan(file, plan, tests, timed_out, proc.returncode)
+    for t in tests:
+        if t.number in stalls:
+            t.reason = f"stalled {stall:.0f}s, freed by the harness; {t.reason}"
     left = clean_up(work, runtime, before)
-    left.stalls = stalls
+    left.stalls = len(stalls)
     return FileRun(file=file, runtime=runtime, tests=tests, plan=plan,
                    returncode=None if timed_out else proc.returncode, timed_out=timed_out,
                    seconds=round(seconds, 1), leftovers=left.describe(), output_tail=output[-3000:])
 
 
 def watch(proc: subprocess.Popen, timeout: float, stall: float | None, on_stall,
-          on_timeout) -> tuple[bytes, bool, int]:
+          on_timeout) -> tuple[bytes, bool, list[int]]:
     """Collect ``proc``'s output until it exits, or ``timeout`` expires (then ``on_timeout`` kills
     it); call ``on_stall`` whenever no TAP test line arrived for ``stall`` seconds.  Returns
-    ``(output, timed_out, stalls)``."""
+    ``(output, timed_out, numbers of the tests that stalled)`` (bats runs a file's tests in order,
+    so the stalled one is the one after the last result seen)."""
     import threading
 
     chunks: list[bytes] = []
     last = [time.monotonic()]
+    results = [0]
 
     def reader() -> None:
         for line in iter(proc.stdout.readline, b""):
             chunks.append(line)
             if line.startswith((b"ok ", b"not ok ")):
                 last[0] = time.monotonic()
+                results[0] += 1
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    start, timed_out, stalls = time.monotonic(), False, 0
+    start, timed_out, stalls = time.monotonic(), False, []
     while True:
         try:
             proc.wait(timeout=2)
@@ -737,7 +742,7 @@ def watch(proc: subprocess.Popen, timeout: float, stall: float | None, on_stall,
             proc.wait()
             break
         if stall and now - last[0] > stall:
-            stalls += 1
+            stalls.append(results[0] + 1)
             last[0] = now
             on_stall()
     t.join(timeout=10)
@@ -771,15 +776,47 @@ def complete_plan(file: str, plan: int | None, tests: list[BatsTest], timed_out:
 
 
 def _kill_tree(proc: subprocess.Popen, work: str) -> None:
+    """Kill ``script``, everything in bats' pty session (orphans included) and what runs from ``work``."""
+    pids = set(session_members(child_pids(proc.pid))) | set(processes_under(work))
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
         pass
-    for pid in processes_under(work):  # bats runs in script's new session, out of our group
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # state ppid pgrp session ...
+
+
+def child_pids(parent: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[1]) == parent:
+                kids.append(int(entry))
+    return kids
+
+
+def session_members(sids: list[int]) -> list[int]:
+    """Processes in the sessions ``sids`` (script's child leads the pty session bats runs in)."""
+    wanted, found = set(sids), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[3]) in wanted:
+                found.append(int(entry))
+    return found
 
 
 # ------------------------------------------------------------------- reporting
@@ -836,10 +873,10 @@ def regressions(primary: list[BatsTest], compare: list[BatsTest]) -> list[tuple[
 
 def run_suite(files: list[str], suite: str, runtime: str, workbase: str, timeout: float,
               name_filter: str | None, criu_dir: str | None, tag: str,
-              test_timeout: float | None = None) -> list[FileRun]:
+              stall: float | None = 120.0) -> list[FileRun]:
     runs = []
     for file in files:
-        r = run_file(file, suite, runtime, workbase, timeout, name_filter, criu_dir, test_timeout)
+        r = run_file(file, suite, runtime, workbase, timeout, name_filter, criu_dir, stall)
         runs.append(r)
         p, f, s = counts(r.tests)
         extra = " TIMEOUT" if r.timed_out else ""
@@ -861,8 +898,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="only this .bats file (repeatable; 'exec' or 'exec.bats')")
     ap.add_argument("--filter", metavar="REGEX", help="only tests whose name matches REGEX (bats --filter)")
     ap.add_argument("--timeout", type=float, default=900.0, help="per-file timeout in seconds (900)")
-    ap.add_argument("--test-timeout", type=float, default=180.0,
-                    help="per-test timeout in seconds, bats' BATS_TEST_TIMEOUT (180; 0: none)")
+    ap.add_argument("--stall", type=float, default=120.0,
+                    help="seconds without a test result after which the file's runtime and container "
+                         "processes are killed and the suite's cgroups thawed (120; 0: never)")
     ap.add_argument("--json", metavar="OUT", help="write results as JSON to OUT")
     ap.add_argument("--criu", metavar="PATH", default=None,
                     help="criu put first on PATH for checkpoint.bats (default: .venv/criu/criu from "
@@ -936,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{tag}: {rt} ({version or 'version unknown'}), {len(files)} files", flush=True)
             t0 = time.monotonic()
             runs = run_suite(files, suite, rt, workbase, args.timeout, args.filter, criu_dir, tag,
-                             args.test_timeout or None)
+                             args.stall or None)
             results.append({"runtime": rt, "version": version, "label": tag, "runs": runs,
                             "seconds": round(time.monotonic() - t0, 1)})
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ import shlex
 from conformance import runc_bats as rb
 
 # What bats 1.8's TAP formatter prints for a file with a pass, a failure of helpers.bash's runc()
-# wrapper, a skip with and without a reason, and a test killed by BATS_TEST_TIMEOUT.
+# wrapper, a skip with and without a reason, and a test killed by bats' test timeout.
 BATS_TAP = """1..5
 ok 1 runc run [tty ptsname]
 not ok 2 runc exec --user
@@ -129,13 +129,14 @@ def test_bats_command_runs_under_script_with_a_report_file():
     assert "--filter" not in rb.bats_command("exec.bats", "/w/report")
 
 
-def test_suite_env_sets_the_runtime_tmpdir_criu_and_timeout():
-    base = {"PATH": "/usr/bin", "RUNC_USE_SYSTEMD": "1", "HOME": "/root"}
-    env = rb.suite_env("/x/ocirun", "/w/f", "/w/criu-bin", base=base, test_timeout=120)
+def test_suite_env_sets_the_runtime_tmpdir_and_criu():
+    base = {"PATH": "/usr/bin", "RUNC_USE_SYSTEMD": "1", "HOME": "/root", "BATS_TEST_TIMEOUT": "60"}
+    env = rb.suite_env("/x/ocirun", "/w/f", "/w/criu-bin", base=base)
     assert env["RUNC"] == "/x/ocirun" and env["TMPDIR"] == "/w/f/tmp"
-    assert env["PATH"] == "/w/criu-bin:/usr/bin" and env["BATS_TEST_TIMEOUT"] == "120"
-    assert "RUNC_USE_SYSTEMD" not in env and env["HOME"] == "/root"
-    assert "BATS_TEST_TIMEOUT" not in rb.suite_env("/x/runc", "/w/f", None, base={"PATH": "/bin"})
+    assert env["PATH"] == "/w/criu-bin:/usr/bin" and env["HOME"] == "/root"
+    # the systemd driver is not what is measured; bats' test timeout breaks events.bats' bare `wait`
+    assert "RUNC_USE_SYSTEMD" not in env and "BATS_TEST_TIMEOUT" not in env
+    assert rb.suite_env("/x/runc", "/w/f", None, base={"PATH": "/bin"})["PATH"] == "/bin"
 
 
 def test_go_builds_are_offline_vendored_and_seccomp_tagged(tmp_path):
@@ -220,3 +221,23 @@ def test_stall_breaking_spares_bats_but_finds_runtime_commands(tmp_path):
     finally:
         for p in (runtime_call, bats_like):
             p.communicate(b"\n")
+
+
+def test_session_members_finds_orphans_of_the_pty_session():
+    """script runs bats as leader of a new session; its orphans (recvtty, sleepers) keep that session."""
+    import subprocess
+
+    r, w = os.pipe()  # the inner shell blocks on it (a background job's stdin is /dev/null; bash: fd > 9)
+    leader = subprocess.Popen(["bash", "-c", f"bash -c 'echo ready; read x <&{r}' & wait"], pass_fds=(r,),
+                              start_new_session=True, stdout=subprocess.PIPE)
+    os.close(r)
+    try:
+        assert leader.stdout.readline() == b"ready\n"
+        members = rb.session_members([leader.pid])
+        assert leader.pid in members and len(members) == 2
+        assert rb.child_pids(os.getpid()).count(leader.pid) == 1
+        assert rb.child_pids(leader.pid) == [m for m in members if m != leader.pid]
+    finally:
+        os.write(w, b"\n")
+        os.close(w)
+        leader.communicate()
