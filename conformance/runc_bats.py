@@ -681,7 +681,7 @@ def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
     # started outlives it holding its output pipe (bats waits for EOF; checkpoint.bats' lazy-pages
     # test under runc): after ``stall`` seconds without a result, free it (break_stall).
     try:
-        out, timed_out, stalls = watch(proc, timeout, stall, lambda: break_stall(work, before),
+        out, timed_out, stalls = watch(proc, timeout, stall, lambda: break_stall(work, before, proc.pid),
                                        lambda: _kill_tree(proc, work))
     except BaseException:
         _kill_tree(proc, work)
@@ -749,12 +749,15 @@ def watch(proc: subprocess.Popen, timeout: float, stall: float | None, on_stall,
     return b"".join(chunks), timed_out, stalls
 
 
-def break_stall(work: str, before: "HostSnapshot") -> None:
-    """Free a test bats is stuck on: thaw the suite's cgroups, then kill the runtime commands and
-    container processes of this file (not bats itself, whose command line also names ``work``)."""
+def break_stall(work: str, before: "HostSnapshot", script_pid: int) -> None:
+    """Free a test bats is stuck on: thaw the suite's cgroups, then kill this file's runtime commands
+    and container processes, and the orphans that name the work dir (a recvtty a failed test never
+    killed holds bats' output pipe); not bats itself, whose command line names ``work`` too."""
     for top in suite_cgroups(before.cgroups, cgroup_dirs()):
         thaw_cgroup_tree(top)
-    for pid in processes_under(work, bats_too=False):
+    bats = set(descendants(script_pid))
+    orphans = [p for p in processes_under(work) if p not in bats and p != script_pid]
+    for pid in set(processes_under(work, bats_too=False)) | set(orphans):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -806,6 +809,21 @@ def child_pids(parent: int) -> list[int]:
             if fields and int(fields[1]) == parent:
                 kids.append(int(entry))
     return kids
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for kid in children.get(todo.pop(), []):
+            found.append(kid)
+            todo.append(kid)
+    return found
 
 
 def session_members(sids: list[int]) -> list[int]:

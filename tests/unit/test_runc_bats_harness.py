@@ -237,6 +237,7 @@ def test_session_members_finds_orphans_of_the_pty_session():
         assert leader.pid in members and len(members) == 2
         assert rb.child_pids(os.getpid()).count(leader.pid) == 1
         assert rb.child_pids(leader.pid) == [m for m in members if m != leader.pid]
+        assert rb.descendants(os.getpid()).count(members[-1 if members[0] == leader.pid else 0]) == 1
     finally:
         os.write(w, b"\n")
         os.close(w)
