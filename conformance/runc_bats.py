@@ -451,15 +451,18 @@ def netns_names() -> set[str]:
 
 
 def processes_under(work: str, bats_too: bool = True) -> list[int]:
-    """Pids whose command line names ``work`` or whose cwd/root lies in it (recvtty, seccompagent,
-    container processes of a container whose delete failed).
+    """Pids whose command line names ``work``, whose cwd lies in it, or whose root filesystem is a
+    directory in it (recvtty, seccompagent, the processes of a container whose delete failed).
 
-    With ``bats_too=False`` only runtime commands (``--root`` in ``work``) and processes whose root
-    is in ``work`` (containers) are named: bats' own command line and cwd lie in ``work`` too.
+    A container's ``/proc/PID/root`` reads ``/`` from outside after pivot_root, so its root is found
+    in its mount table instead: the mount on ``/`` is a bind of ``…/bundle/rootfs``.
+    With ``bats_too=False`` only runtime commands (``--root`` in ``work``) and container processes are
+    named: bats' own command line and cwd lie in ``work`` too.
     """
     me = os.getpid()
     found = []
     needle = os.fsencode(work) if bats_too else b"--root\0" + os.fsencode(work)
+    work_src = source_path(work)
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -469,14 +472,61 @@ def processes_under(work: str, bats_too: bool = True) -> list[int]:
                 if needle in f.read():
                     found.append(pid)
                     continue
-            for link in ("cwd", "root") if bats_too else ("root",):
-                target = os.readlink(f"/proc/{pid}/{link}")
-                if target != "/" and inside(target, work):
-                    found.append(pid)
-                    break
+            if bats_too and inside(os.readlink(f"/proc/{pid}/cwd"), work):
+                found.append(pid)
+                continue
+            root = root_mount_source(pid)
+            if root not in (None, "/") and work_src and inside_path(root, work_src):
+                found.append(pid)
         except OSError:
             continue
     return found
+
+
+def inside_path(path: str, parent: str) -> bool:
+    """``inside`` without resolving symlinks (for paths seen in another mount namespace)."""
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _mountinfo_lines(pid: int | str) -> list[list[str]]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [line.split() for line in f]
+
+
+def root_mount_source(pid: int) -> str | None:
+    """The directory (within its filesystem) mounted on ``/`` in ``pid``'s mount namespace."""
+    try:
+        lines = _mountinfo_lines(pid)
+    except OSError:
+        return None
+    roots = [fields[3] for fields in lines if len(fields) > 4 and fields[4] == "/"]
+    return unescape_mountinfo(roots[-1]) if roots else None
+
+
+def source_path(path: str) -> str | None:
+    """``path`` as a directory within its filesystem (what another namespace's mountinfo shows
+    for a bind mount of it)."""
+    real = os.path.realpath(path)
+    try:
+        lines = _mountinfo_lines("self")
+    except OSError:
+        return None
+    best = None
+    for fields in lines:
+        if len(fields) < 5:
+            continue
+        mp = unescape_mountinfo(fields[4])
+        if inside_path(real, mp) and (best is None or len(mp) >= len(best[0])):
+            best = (mp, unescape_mountinfo(fields[3]))
+    if best is None:
+        return None
+    mp, root = best
+    rest = real[len(mp):].lstrip("/") if mp != "/" else real.lstrip("/")
+    return os.path.join(root, rest) if rest else root
+
+
+def unescape_mountinfo(s: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
 
 
 def loop_devices_under(work: str) -> list[str]:

@@ -242,3 +242,19 @@ def test_session_members_finds_orphans_of_the_pty_session():
         os.write(w, b"\n")
         os.close(w)
         leader.communicate()
+
+
+def test_container_processes_are_found_by_the_mount_on_their_root(tmp_path, monkeypatch):
+    """After pivot_root /proc/PID/root reads '/', so the bind of bundle/rootfs on '/' names the container."""
+    work = str(tmp_path)
+    tables = {
+        "self": [["22", "1", "254:0", "/", "/", "rw", "-", "ext4", "/dev/vda", "rw"]],
+        4242: [["1", "0", "254:0", f"{work}/tmp/bats-run-x/runc.y/bundle/rootfs", "/", "ro", "-", "ext4"],
+               ["2", "1", "0:5", "/", "/proc", "rw", "-", "proc"]],
+        4243: [["1", "0", "254:0", "/srv/other/rootfs", "/", "ro", "-", "ext4"]],
+    }
+    monkeypatch.setattr(rb, "_mountinfo_lines", lambda pid: tables[pid])
+    assert rb.source_path(work) == os.path.realpath(work)
+    assert rb.root_mount_source(4242).startswith(work + "/")
+    assert rb.inside_path(rb.root_mount_source(4242), rb.source_path(work))
+    assert not rb.inside_path(rb.root_mount_source(4243), rb.source_path(work))
