@@ -710,6 +710,25 @@ def suite_env(runtime: str, work: str, criu_dir: str | None, base: dict[str, str
     return env
 
 
+def runtime_named_runc(runtime: str, work: str) -> str:
+    """The path bats calls as ``$RUNC``: the runtime itself when it is already named ``runc``, else a
+    symlink ``work/bin/runc`` to it.
+
+    runc's help, version and usage tests match the program's own name in its output (``runc version``,
+    ``NAME: runc``), and ocirun, like runc, names itself after argv[0]. So ocirun is measured as it is
+    deployed as a drop-in (a ``runc`` link, or containerd's ``BinaryName``), not as a differently named tool.
+    """
+    if os.path.basename(runtime) == "runc":
+        return runtime
+    bindir = os.path.join(work, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    link = os.path.join(bindir, "runc")
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(os.path.abspath(runtime), link)
+    return link
+
+
 def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
              name_filter: str | None = None, criu_dir: str | None = None,
              stall: float | None = 120.0) -> FileRun:
@@ -723,7 +742,7 @@ def run_file(file: str, suite: str, runtime: str, workbase: str, timeout: float,
     before = HostSnapshot.take()
     cmd = under_terminal(bats_command(file, os.path.join(work, "report"), name_filter))
     t0 = time.monotonic()
-    env = suite_env(runtime, work, criu_dir)
+    env = suite_env(runtime_named_runc(runtime, work), work, criu_dir)
     proc = subprocess.Popen(cmd, cwd=integration, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -139,6 +139,16 @@ def test_suite_env_sets_the_runtime_tmpdir_and_criu():
     assert rb.suite_env("/x/runc", "/w/f", None, base={"PATH": "/bin"})["PATH"] == "/bin"
 
 
+def test_the_runtime_is_called_as_runc(tmp_path):
+    """help.bats and version.bats match the program's name: ocirun runs through a link named runc."""
+    target = tmp_path / "ocirun"
+    target.write_text("")
+    link = rb.runtime_named_runc(str(target), str(tmp_path / "w"))
+    assert os.path.basename(link) == "runc" and os.path.realpath(link) == str(target)
+    assert rb.runtime_named_runc(str(target), str(tmp_path / "w")) == link  # a second file reuses it
+    assert rb.runtime_named_runc("/usr/sbin/runc", str(tmp_path / "w")) == "/usr/sbin/runc"
+
+
 def test_go_builds_are_offline_vendored_and_seccomp_tagged(tmp_path):
     env = rb.go_build_env(str(tmp_path))
     assert env["GOFLAGS"] == "-mod=vendor" and env["GOPROXY"] == "off" and env["CGO_ENABLED"] == "1"
