@@ -252,7 +252,7 @@ def _sub_dirs(mgr, subs: dict[str, str]) -> list[str]:
             keys = [key for key in paths if ctrl in key.split(",")] or ([""] if "" in paths and
                                                                         len(paths) == 1 else [])
             if not keys:
-                raise ExecFailed(f"--cgroup: controller {ctrl} is not in the container's cgroups")
+                raise ExecFailed(f"unknown controller {ctrl} in SubCgroupPaths")  # runc's words
             bases = [paths[key] for key in keys]
         for base in bases:
             d = os.path.join(base, rel) if rel else base
@@ -415,6 +415,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
                   options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
                            "fd_index": fd_index, "preserve_fds": opts.preserve_fds,
                            "setgroups": _setgroups_allowed(st.pid), "keep_groups": _keep_groups(st),
+                           "debug": getattr(rt.log, "debugging", False),
                            **from_config})
         for _, fd in namespaces:
             os.close(fd)

@@ -52,6 +52,7 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
     masks, notes = security.cap_sets(process, last_cap)
     for level, text in notes:
         sync.send(sock, sync.WARNING, msg=text, level=level)
+    _debug(sock, msg, "nsexec container setup: joining the container's namespaces")
     seccomp = listener = None
     if msg.get("seccomp"):
         from .seccomp import CompiledFilter
@@ -86,6 +87,7 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
         security.check_caps(masks)
 
     # [2] setns(pid) applies to children only: fork, so that the process is in the container's pid ns.
+    _debug(sock, msg, "child process in init(): namespaces joined, forking the process")
     pid = os.fork()
     if pid:
         sync.send(sock, sync.PID, pid=pid)
@@ -148,6 +150,7 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
         _load_seccomp(seccomp, listener, msg)
 
     # [4] READY, then execve: the sync socket is close-on-exec, so the parent's next read is EOF.
+    _debug(sock, msg, f"setns_init: about to exec {process.args[0]}")
     try:
         sync.send(sock, sync.READY)
     except OSError:
@@ -196,6 +199,12 @@ def _chdir(cwd: str) -> None:
         raise OSError(1, BREAKOUT) from None
     if not here.startswith("/"):
         raise OSError(1, BREAKOUT)
+
+
+def _debug(sock, msg: dict, text: str) -> None:
+    """A debug record for the parent's log (`--debug`), in runc's words for the same step."""
+    if msg["options"].get("debug"):
+        sync.send(sock, sync.WARNING, msg=text, level="debug")
 
 
 def _load_seccomp(compiled, listener, msg: dict) -> None:

@@ -23,30 +23,46 @@ def run_phase(phase: str, hooks: list[Hook], state: dict, cwd: str | None = None
 
 
 def run_hook(phase: str, index: int, hook: Hook, payload: bytes, cwd: str | None = None) -> None:
+    """Run one hook; a failure reads as runc's (``error running hook #N: ...``, which runc's tests and
+    users' scripts match), with the phase added so the reader knows which list it came from."""
     import subprocess
 
     argv = hook.args or [hook.path]
-    where = f"{phase} hook #{index} ({hook.path})"
+    where = f"error running hook #{index} ({phase})"
     try:
         proc = subprocess.Popen(argv, executable=hook.path, env=_env(hook.env), cwd=cwd,
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 close_fds=True, restore_signals=True, preexec_fn=_unblock_signals())
     except OSError as e:
-        raise HookError(f"{where}: {e.strerror}") from None
+        raise HookError(f"{where}: fork/exec {hook.path}: {e.strerror}") from None
     try:
-        _, err = proc.communicate(payload, timeout=hook.timeout)
+        out, err = proc.communicate(payload, timeout=hook.timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise HookError(f"{where}: timed out after {hook.timeout}s") from None
-    except BrokenPipeError:
+        raise HookError(f"{where}: hook ran past specified timeout of {hook.timeout:.1f}s") from None
+    except BrokenPipeError:  # the hook exited without reading its stdin
+        out = proc.stdout.read() if proc.stdout else b""
         err = proc.stderr.read() if proc.stderr else b""
         proc.wait()
     if proc.returncode != 0:
-        detail = err.decode(errors="replace").strip().splitlines()
-        tail = f": {detail[-1]}" if detail else ""
-        how = f"exit status {proc.returncode}" if proc.returncode > 0 else f"signal {-proc.returncode}"
-        raise HookError(f"{where} failed with {how}{tail}")
+        raise HookError(f"{where}: error running hook: {_how(proc.returncode)}, "
+                        f"stdout: {_text(out)}, stderr: {_text(err)}")
+
+
+def _how(returncode: int) -> str:
+    """Go's words for a child's end (os.ProcessState): ``exit status 1``, ``signal: bad system call``."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    import signal
+
+    name = signal.strsignal(-returncode) or f"signal {-returncode}"
+    return f"signal: {name[0].lower()}{name[1:]}"
+
+
+def _text(data: bytes | None) -> str:
+    """A hook's output on one line (the error is one line on stderr and in the log)."""
+    return " ".join((data or b"").decode(errors="replace").split())
 
 
 def _unblock_signals():

@@ -82,6 +82,8 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
 
     spec = Spec.parse(msg["spec"], msg["bundle"])
     linux = spec.linux
+    # runc's words for this step (its nsexec), which runc's debug tests and users' scripts look for.
+    _debug(sock, msg, "nsexec container setup: joining and creating the container's namespaces")
     _preimport(spec)
     # Up to here only Python work, done while the parent moves us into the cgroup: every kernel object
     # of the container (namespaces, its processes, their memory) is made after we are in it.
@@ -381,7 +383,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         security.check_caps(masks)
 
     # [7] Ready: the parent records `created`.  Block in accept() until `start` connects.
-    _debug(sock, msg, "init: ready, waiting for start")
+    _debug(sock, msg, "init: closing the pipe to signal completion (ready, waiting for start)")
     sync.send(sock, sync.READY)
     sock.close()
     _wait_for_start(start_sock)

@@ -41,7 +41,7 @@ def test_start_container_hook_runs_under_seccomp(oci, tmp_path, nnp):
     oci("create", "--bundle", oci.bundle, "c1", check=True)
     proc = oci("start", "c1")
     assert proc.returncode != 0, proc.stderr
-    assert "startContainer hook #0" in proc.stderr
+    assert "error running hook #0 (startContainer): error running hook: " in proc.stderr
     assert sorted(os.listdir(out)) == []
 
 

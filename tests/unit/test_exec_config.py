@@ -133,3 +133,10 @@ def test_sub_cgroup_inside_is_joined():
     mgr = SimpleNamespace(paths={"memory": "/sys/fs/cgroup/memory/c"})
     assert ex._sub_dirs(mgr, {"": "a/./b"}) == ["/sys/fs/cgroup/memory/c/a/b"]
     assert ex._sub_dirs(mgr, {"": "/"}) == ["/sys/fs/cgroup/memory/c"]
+
+
+def test_sub_cgroup_of_an_unknown_controller_is_refused_in_runcs_words():
+    """runc's exec.bats matches "unknown controller " (`exec --cgroup whaaat:/`)."""
+    mgr = SimpleNamespace(paths={"memory": "/sys/fs/cgroup/memory/c"})
+    with pytest.raises(ex.ExecFailed, match="^unknown controller whaaat in SubCgroupPaths$"):
+        ex._sub_dirs(mgr, {"whaaat": "/"})
