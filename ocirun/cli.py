@@ -35,7 +35,8 @@ CREATE_FLAGS = {
 }
 COMMANDS = {
     "create": CREATE_FLAGS,
-    "run": {**CREATE_FLAGS, "detach": (("detach", "d"), False), "keep": (("keep",), False)},
+    "run": {**CREATE_FLAGS, "detach": (("detach", "d"), False), "keep": (("keep",), False),
+            "no-subreaper": (("no-subreaper",), False)},
     "start": {},
     "state": {},
     "kill": {"all": (("all", "a"), False)},
@@ -459,4 +460,5 @@ def cmd_create(rt, cmd: str, cid: str, flags: dict, g: dict) -> int:
         return 0
     from .run import run
 
-    return run(rt, cid, opts, detach=bool(flags.get("detach")), keep=bool(flags.get("keep")))
+    return run(rt, cid, opts, detach=bool(flags.get("detach")), keep=bool(flags.get("keep")),
+               subreaper=not flags.get("no-subreaper"))

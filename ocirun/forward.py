@@ -30,7 +30,7 @@ import os
 import _signal as signal  # the C module: `signal` imports enum
 
 from .kernel import linux as k
-from .signals import SIGRTMAX, SIGRTMIN, reap_exited
+from .signals import SIGRTMAX, SIGRTMIN, reap_exited, zombie_exit_status
 
 SIGCHLD = 17
 SIGWINCH = 28
@@ -48,7 +48,10 @@ class Forwarder:
     """Own every catchable signal from now until :meth:`close`; forward them once :meth:`target` names
     the process.  A context manager; one per foreground command, in the main thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, reaper: bool = True) -> None:
+        #: whether we are the process's reaper (a child subreaper, so the container's init comes to
+        #: us); False for `run --no-subreaper`, where it is watched through its pidfd instead
+        self.reaper = reaper
         self.pid: int | None = None
         self.pidfd: int | None = None
         self._us = os.getpid()
@@ -107,17 +110,39 @@ class Forwarder:
             except ProcessLookupError:
                 pass
 
+    def waitables(self) -> list[int]:
+        """The fds to select on: the signalfd, and when we are not the reaper, the process's pidfd
+        (readable once it exits; no SIGCHLD tells us)."""
+        if not self.reaper and self.pidfd is not None:
+            return [self.fd, self.pidfd]
+        return [self.fd]
+
+    def exited(self, on_no_child: int) -> int | None:
+        """The process's exit status once it has exited, else None; every exited child of ours is
+        reaped.  ``on_no_child``: returned if someone else reaped it before we saw its status."""
+        if self.reaper:
+            return reap_exited(self.pid, on_no_child)
+        reap_exited(-1, 0)  # our own children (the init stage)
+        if self.pidfd is not None:
+            import select
+
+            if not select.select([self.pidfd], [], [], 0)[0]:
+                return None
+        elif os.path.exists(f"/proc/{self.pid}") and zombie_exit_status(self.pid, -1) == -1:
+            return None  # no pidfds (kernel < 5.3): alive while its /proc entry is there and not a zombie
+        return zombie_exit_status(self.pid, on_no_child)
+
     def wait(self, on_no_child: int) -> int:
         """Forward signals until the process exits; return its exit status (128+N if killed by
-        signal N).  Every other child that exits meanwhile is reaped: we are a subreaper, and the
-        container's orphans come to us.  ``on_no_child``: returned if someone else reaped it."""
+        signal N).  Every other child that exits meanwhile is reaped: as a subreaper, the container's
+        orphans come to us.  ``on_no_child``: returned if someone else reaped it."""
         import select
 
         while True:
-            status = reap_exited(self.pid, on_no_child)
+            status = self.exited(on_no_child)
             if status is not None:
                 return status
-            select.select([self.fd], [], [])
+            select.select(self.waitables(), [], [])
             for sig in self.take():
                 if sig != SIGCHLD:
                     self.send(sig)

@@ -90,7 +90,7 @@ FLAG_TEXT = {
     "shell-job": ("", "allow a container attached to a terminal session"),
     "file-locks": ("", "checkpoint file locks"),
     "manage-cgroups-mode": ("value", "cgroups mode: soft, full, strict or ignore (default: soft)"),
-    "no-subreaper": ("", "do not become a subreaper of the restored process"),
+    "no-subreaper": ("", "do not become a child subreaper of the container's processes (for a caller that reaps them)"),
     "blkio-weight": ("value", "relative block IO weight, 10 to 1000"),
     "cpu-period": ("value", "CPU CFS period in microseconds"),
     "cpu-quota": ("value", "CPU CFS quota in microseconds per period"),

@@ -14,13 +14,17 @@ import os
 from .kernel import linux as k
 
 
-def run(rt, cid: str, opts, detach: bool = False, keep: bool = False) -> int:
+def run(rt, cid: str, opts, detach: bool = False, keep: bool = False, subreaper: bool = True) -> int:
+    """``subreaper=False`` is ``--no-subreaper``, for a caller that is the reaper itself: the init goes
+    to it, and we learn the exit status from the zombie's /proc entry before that caller reaps it
+    (255 when it was faster; runc would wait for ever)."""
     if detach:
         return _run_detached(rt, cid, opts)
     from .forward import Forwarder
 
-    with Forwarder() as fwd:
-        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+    with Forwarder(reaper=subreaper) as fwd:
+        if subreaper:
+            k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
         console = _foreground_console(opts)
         st = master = None
         started = exited = False

@@ -70,6 +70,21 @@ def reap_exited(pid: int, on_no_child: int) -> int | None:
             found = exit_status(status)
 
 
+def zombie_exit_status(pid: int, on_gone: int) -> int:
+    """The :func:`exit_status` of a process that is *not* our child, read from its /proc stat while it
+    is a zombie (field 52, exit_code, the wait status its parent will get); ``on_gone`` once its new
+    parent has reaped it.  Only `run --no-subreaper` needs this: without the subreaper the container's
+    init is re-parented to someone else, and only they can wait for it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return on_gone
+    if fields[:1] != [b"Z"] or len(fields) < 50:  # fields[0] is field 3 (state); exit_code is field 52
+        return on_gone
+    return exit_status(int(fields[49]))
+
+
 def wait_reaping(pid: int, on_no_child: int) -> int:
     """Wait for ``pid`` and return its :func:`exit_status`, reaping every other child meanwhile.
 

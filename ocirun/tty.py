@@ -21,7 +21,6 @@ import struct
 import termios
 
 from .forward import SIGCHLD, SIGWINCH
-from .signals import reap_exited
 
 DRAIN_IDLE = 0.2  # seconds without output after the exit before we stop copying
 
@@ -155,12 +154,12 @@ def _pump(master: int, fwd, stdin: int, stdout: int, resize) -> int:
     sigs = fwd.fileno()
     while True:
         if status is None:
-            status = reap_exited(fwd.pid, 255)
+            status = fwd.exited(255)
         if status is not None:
             if alive:
                 _drain(master, stdout)
             return status
-        rlist = [sigs] + ([master] if alive else []) + ([stdin] if watch_in and not pending else [])
+        rlist = fwd.waitables() + ([master] if alive else []) + ([stdin] if watch_in and not pending else [])
         wlist = [master] if pending and alive else []
         r, w, _ = select.select(rlist, wlist, [])
         if sigs in r:

@@ -174,3 +174,33 @@ def test_run_with_terminal_forwards_and_resizes(oci):
         os.close(master)
         os.close(slave)
     assert oci.ids() == []
+
+
+_REAPER = """
+import os, subprocess, sys
+from ocirun.kernel import linux as k
+k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+rc = subprocess.run(sys.argv[1:]).returncode
+reaped = []
+while True:
+    try:
+        pid, status = os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+    reaped.append(os.waitstatus_to_exitcode(status))
+print(rc, reaped)
+"""
+
+
+def test_run_no_subreaper_leaves_the_init_to_the_callers_reaper(oci):
+    """`run --no-subreaper` (runc's flag, for a caller that reaps, like a shim): the container's init is
+    re-parented to the caller's subreaper, not to `run`, which still exits with its status (read from the
+    zombie before the caller reaps it).  Before: the flag was refused ("flag provided but not defined")."""
+    import sys
+
+    oci.write(oci.config(args=("sh", "-c", "sleep 0.3; exit 7")))
+    out = subprocess.run([sys.executable, "-c", _REAPER, OCIRUN, "--root", oci.root, "run", "--no-subreaper",
+                          "--bundle", oci.bundle, C], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stdout.split("\n")[0] == "7 [7]", out.stderr   # run's status; the wrapper reaped the init
+    assert oci.ids() == []
