@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .records import Record, factory
 
-from .kernel import linux as k
+from .kernel import constants as k  # numbers only: building a plan loads no ctypes
 
 # --- namespaces ------------------------------------------------------------------------------
 #: spec namespace type → (clone flag, /proc/self/ns entry name)
