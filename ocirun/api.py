@@ -176,7 +176,9 @@ def _fd(obj) -> int | None:
 def _wait(pid: int, timeout: float | None) -> int | None:
     """Wait for our child ``pid``; its exit code, or None if ``timeout`` passed first."""
     if timeout is not None:
-        pidfd = os.pidfd_open(pid)
+        from .kernel.process import require_pidfd
+
+        pidfd = require_pidfd(pid)
         try:
             ready, _, _ = select.select([pidfd], [], [], timeout)
         finally:
@@ -198,7 +200,9 @@ def _wait(pid: int, timeout: float | None) -> int | None:
 
 def _kill_and_reap(pid: int) -> None:
     try:
-        os.kill(pid, 9)
+        from .kernel.process import kill
+
+        kill(pid, 9)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass

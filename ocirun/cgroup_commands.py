@@ -433,6 +433,7 @@ def _stream(sd: StateDir, st, mgr, interval: float) -> int:
     import select
     import time
 
+    from .kernel.process import HAVE_PIDFD, require_pidfd
     from .state import read_start_time
 
     cid = st.id
@@ -440,8 +441,8 @@ def _stream(sd: StateDir, st, mgr, interval: float) -> int:
     pidfd = -1
     try:
         try:
-            pidfd = os.pidfd_open(st.pid)
-        except (OSError, AttributeError):
+            pidfd = require_pidfd(st.pid) if HAVE_PIDFD else -1
+        except OSError:
             pidfd = -1
         if read_start_time(st.pid) != st.pid_start:
             return 0  # the init exited meanwhile

@@ -470,8 +470,10 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             if started.get("pidfd") is not None:
                 pidfd_signal(started["pidfd"], signal.SIGKILL)
         if stage:  # our child, not reaped yet: its pid is still its own
+            from .kernel.process import kill
+
             try:
-                os.kill(stage, signal.SIGKILL)
+                kill(stage, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         if stage:
@@ -560,13 +562,14 @@ def _host_side_limits(pid: int, process) -> None:
     not raise them itself."""
     import resource
 
+    from .kernel.process import prlimit
     from .plan import RLIMITS
 
     for r in process.rlimits:
         soft = resource.RLIM_INFINITY if r.soft >= 2**63 else r.soft
         hard = resource.RLIM_INFINITY if r.hard >= 2**63 else r.hard
         try:
-            resource.prlimit(pid, RLIMITS[r.type], (soft, hard))
+            prlimit(pid, RLIMITS[r.type], (soft, hard))
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
             raise ExecFailed(f"unable to start container process: setrlimit {r.type} soft={r.soft} "

@@ -105,8 +105,10 @@ class Forwarder:
 
             pidfd_signal(self.pidfd, sig)
         elif self.pid is not None:  # no pidfds: the pid is still its own until we reap it, after which
-            try:                    # nothing is sent (wait and the tty bridge return once it is reaped)
-                os.kill(self.pid, sig)
+            from .kernel.process import kill  # nothing is sent (wait and the tty bridge return once reaped)
+
+            try:
+                kill(self.pid, sig)
             except ProcessLookupError:
                 pass
 

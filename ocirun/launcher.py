@@ -282,10 +282,11 @@ def _undo(s1: int, s2: tuple | None, cgroup) -> None:
     process in the cgroup, the init by pidfd, a bounded wait), then the stage we spawned.
 
     ``s2``: (pid, start time) of the container's init once reported."""
+    from .kernel.process import kill
     from .teardown import Process, kill_all
 
     try:
-        os.kill(s1, SIGKILL)  # our child, not reaped yet: its pid cannot have been reused
+        kill(s1, SIGKILL)  # our child, not reaped yet: its pid cannot have been reused
     except ProcessLookupError:
         pass
     init = Process(*s2) if s2 else None

@@ -151,7 +151,9 @@ def readonly_exe(path: str) -> int:
 def _sealed_copy(path: str) -> int:
     import fcntl
 
-    fd = os.memfd_create("ocirun-interpreter", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    from .kernel.files import memfd_create
+
+    fd = memfd_create("ocirun-interpreter", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         with open(path, "rb") as src:
             while chunk := src.read(1 << 20):

@@ -33,7 +33,9 @@ def send(sock, pid: int) -> None:
 
     try:
         try:
-            fd = os.pidfd_open(pid)
+            from .kernel.process import require_pidfd
+
+            fd = require_pidfd(pid)
         except OSError as e:
             raise OciError(f"pidfd_open({pid}): {e.strerror}") from None
         try:

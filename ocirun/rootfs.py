@@ -11,6 +11,7 @@ import os
 import stat
 
 from . import pathsafe
+from .kernel import files
 from .kernel import linux as k
 from .pathsafe import O_PATH, fd_path
 from .plan import PROPAGATION_ROOTFS, MountOp
@@ -329,7 +330,7 @@ def copy_tree(src_dirfd: int, dst_dirfd: int) -> None:
                 os.close(d)
         else:
             continue
-        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dirfd, follow_symlinks=False)
+        files.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dirfd, follow_symlinks=False)
 
 
 def mount_cgroup(rootfd: int, op: MountOp, binds: list[tuple[str, str]] | None = None) -> None:
@@ -516,7 +517,7 @@ def create_device(rootfd: int, path: str, typ: str, major: int, minor: int, mode
             return
         if st is not None:
             os.unlink(name, dir_fd=pfd)
-        os.mknod(name, kind | perm, dev, dir_fd=pfd)
+        files.mknod(name, kind | perm, dev, dir_fd=pfd)
         _chown_chmod(pfd, name, perm, uid, gid, userns)
     except OSError as e:
         raise RootfsError(f"create device {path}: {e.strerror}") from None
@@ -529,7 +530,7 @@ def _chown_chmod(pfd: int, name: str, perm: int, uid, gid, userns: bool) -> None
     try:
         os.chmod(fd_path(fd), perm)
         if uid is not None or gid is not None:
-            os.chown(fd_path(fd), uid if uid is not None else -1, gid if gid is not None else -1)
+            files.chown(fd_path(fd), uid if uid is not None else -1, gid if gid is not None else -1)
     finally:
         os.close(fd)
 
@@ -581,7 +582,7 @@ def move_root(root_fd: int) -> None:
     hide_outside_procfs_sysfs(root_fd)
     os.fchdir(root_fd)
     k.mount(".", "/", None, k.MS_MOVE)  # not /proc/self/fd/N: the host's /proc is gone by now
-    os.chroot(".")
+    files.chroot(".")
     os.chdir("/")
 
 
@@ -701,7 +702,7 @@ def enter_runtime_namespace(ns_fd: int) -> None:
         try:
             k.setns(ns_fd, k.CLONE_NEWNS)
             os.fchdir(tree)
-            os.chroot(".")
+            files.chroot(".")
             os.chdir("/")
         finally:
             os.close(tree)

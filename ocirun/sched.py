@@ -86,8 +86,10 @@ def apply_priorities(p) -> None:
 def apply_cpu_affinity(p) -> None:
     """process.execCPUAffinity: ``final`` when given, else ``initial`` (the stage runs no more work
     of its own after this, so the two coincide for us)."""
+    from .kernel import linux as k
+
     aff = p.execCPUAffinity
     if aff and aff.get("final"):
-        os.sched_setaffinity(0, parse_cpus(aff["final"]))
+        k.sched_setaffinity(0, parse_cpus(aff["final"]))
     elif aff and aff.get("initial"):
-        os.sched_setaffinity(0, parse_cpus(aff["initial"]))
+        k.sched_setaffinity(0, parse_cpus(aff["initial"]))

@@ -14,6 +14,7 @@ import os
 import stat
 
 from .config import Process
+from .kernel import files, identity
 from .kernel import linux as k
 from .plan import RLIMITS, cap_mask, cap_names
 
@@ -123,9 +124,9 @@ def set_user(process: Process, setgroups_allowed: bool = True) -> None:
     u = process.user
     k.prctl(k.PR_SET_KEEPCAPS, 1)
     if setgroups_allowed:
-        os.setgroups(list(dict.fromkeys(u.additionalGids)))
-    os.setresgid(u.gid, u.gid, u.gid)
-    os.setresuid(u.uid, u.uid, u.uid)
+        identity.setgroups(list(dict.fromkeys(u.additionalGids)))
+    identity.setresgid(u.gid, u.gid, u.gid)
+    identity.setresuid(u.uid, u.uid, u.uid)
     k.prctl(k.PR_SET_KEEPCAPS, 0)
     if u.umask is not None:
         os.umask(u.umask)
@@ -204,7 +205,7 @@ def hand_stdio_to(uid: int) -> None:
             st = os.fstat(fd)
             if not stat.S_ISFIFO(st.st_mode) or st.st_uid == uid or k.fstatfs(fd)[0] != k.PIPEFS_MAGIC:
                 continue
-            os.fchown(fd, uid, -1)
+            files.fchown(fd, uid, -1)
         except OSError as e:
             if e.errno != errno.EBADF and e.errno not in _CHOWN_SKIPPED:
                 raise OSError(e.errno, f"chown stdio fd {fd} to uid {uid}: {e.strerror}") from None
@@ -245,9 +246,9 @@ def preflight(process: Process, setgroups_allowed: bool = True) -> str:
     entered = switch and enter_cwd_as_runtime(process.cwd, _chdir_worded)
     if switch:
         if setgroups_allowed:
-            os.setgroups(list(dict.fromkeys(u.additionalGids)))
-        os.setegid(u.gid)
-        os.seteuid(u.uid)
+            identity.setgroups(list(dict.fromkeys(u.additionalGids)))
+        identity.setegid(u.gid)
+        identity.seteuid(u.uid)
     try:
         if not entered:
             _chdir_worded(process.cwd)
@@ -259,8 +260,8 @@ def preflight(process: Process, setgroups_allowed: bool = True) -> str:
         return lookup_exec(process.args[0], process.env, process.cwd)
     finally:
         if switch:
-            os.seteuid(0)
-            os.setegid(0)
+            identity.seteuid(0)
+            identity.setegid(0)
 
 
 def _chdir_worded(cwd: str) -> None:

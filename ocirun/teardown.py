@@ -69,8 +69,10 @@ class Process:
 
             pidfd_signal(self.fd, SIGKILL)
         elif self.alive():  # no pidfds on this kernel: kill(2) after the start-time check
+            from .kernel.process import kill
+
             try:
-                os.kill(self.pid, SIGKILL)
+                kill(self.pid, SIGKILL)
             except ProcessLookupError:
                 pass
 

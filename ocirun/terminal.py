@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import array
 import errno
-import fcntl
 import os
 import socket
-import struct
-import termios
+
+from .kernel import files, tty
 
 
 def setup_console(console_sock: int | None, size: dict | None, bind: bool = True, owner: int = 0) -> None:
@@ -28,7 +27,7 @@ def setup_console(console_sock: int | None, size: dict | None, bind: bool = True
     try:
         if owner:
             try:
-                os.fchown(slave, owner, -1)
+                files.fchown(slave, owner, -1)
             except OSError as e:
                 # EINVAL: the uid is not mapped in the container's user namespace; the slave stays
                 # root's, as runc leaves it (fixStdioPermissions skips EINVAL/EPERM/EROFS).
@@ -48,7 +47,7 @@ def setup_console(console_sock: int | None, size: dict | None, bind: bool = True
         bind_console(slave)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    tty.set_controlling_terminal(0)
     if slave > 2:
         os.close(slave)
 
@@ -81,4 +80,4 @@ def bind_console(slave: int) -> None:
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    tty.set_window_size(fd, rows, cols)

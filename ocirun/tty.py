@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import array
 import errno
-import fcntl
 import os
 import select
 import socket
-import struct
 import termios
 
 from .forward import SIGCHLD, SIGWINCH
+from .kernel import tty as ktty
 
 DRAIN_IDLE = 0.2  # seconds without output after the exit before we stop copying
 
@@ -80,10 +79,9 @@ class ConsoleListener:
 
 def get_size(fd: int) -> tuple[int, int] | None:
     try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+        return ktty.window_size(fd)
     except OSError:
         return None
-    return rows, cols
 
 
 def caller_size(stdin: int = 0, stdout: int = 1) -> tuple[int, int] | None:
@@ -96,7 +94,7 @@ def caller_size(stdin: int = 0, stdout: int = 1) -> tuple[int, int] | None:
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    ktty.set_window_size(fd, rows, cols)
 
 
 def make_raw(attrs: list) -> list:

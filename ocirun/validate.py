@@ -11,7 +11,6 @@ from .config import Spec
 from .errors import ConfigError
 from .plan import NAMESPACES, PERSONALITY_DOMAINS, PERSONALITY_FLAGS, RLIMITS, sysctl_namespace
 
-NS_GET_NSTYPE = 0xB703
 
 
 def validate_spec(spec: Spec) -> None:
@@ -131,7 +130,7 @@ def _check_no_mount_namespace(spec: Spec) -> None:
 
 def _check_ns_path(i: int, nstype: str, path: str) -> None:
     """The namespace file must exist and be of the declared type (checked with NS_GET_NSTYPE)."""
-    import fcntl
+    from .kernel.nsfs import ns_type
 
     flag = NAMESPACES[nstype][0]
     if not os.path.isabs(path):
@@ -142,7 +141,7 @@ def _check_ns_path(i: int, nstype: str, path: str) -> None:
         _fail(f"linux.namespaces[{i}].path", f"open {path}: {e.strerror}")
     try:
         try:
-            actual = fcntl.ioctl(fd, NS_GET_NSTYPE)
+            actual = ns_type(fd)
         except OSError:
             _fail(f"linux.namespaces[{i}].path", f"{path} is not a namespace file")
         if actual != flag:

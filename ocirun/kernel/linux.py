@@ -1,4 +1,4 @@
-"""Namespaces, mounts, identity and process-attribute system calls.
+"""Namespaces, mounts, capabilities and process-attribute system calls.
 
 Thin ctypes wrappers: each one does exactly one system call, raises
 ``OSError(errno, "<call>: <strerror>", path)`` on failure, and nothing else.
@@ -201,10 +201,6 @@ def signalfd(signals) -> int:
     return check(ret, "signalfd")
 
 
-def setgroups(gids: list[int]) -> None:
-    os.setgroups(gids)
-
-
 # --- filesystem identity (to verify what we are about to write to or bind from) --------------
 PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
@@ -275,6 +271,11 @@ def ioprio_set(ioprio_class: int, level: int, pid: int = 0) -> None:
     ret = libc.syscall(ctypes.c_long(_nr("ioprio_set")), ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid),
                        ctypes.c_int(value))
     check(ret, "ioprio_set")
+
+
+def sched_setaffinity(pid: int, cpus) -> None:
+    """The CPUs ``pid`` (0: the caller) may run on; a wrapper of ``os.sched_setaffinity``."""
+    os.sched_setaffinity(pid, cpus)
 
 
 # --- NUMA memory policy ------------------------------------------------------------------------

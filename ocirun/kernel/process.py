@@ -1,4 +1,6 @@
-"""Processes named by pidfd: open one for a pid that is still the process we mean, signal it, wait for it.
+"""Acting on other processes: signals (by pidfd where the kernel has them), pidfds, resource limits.
+
+Processes named by pidfd: open one for a pid that is still the process we mean, signal it, wait for it.
 
 A pid is only a number: once its process has exited and been reaped, the kernel may hand it to
 any new process, and ``kill(pid)`` then hits that one.  A pidfd names the process itself: a
@@ -7,9 +9,11 @@ between reading a pid (from ``/proc`` or ``cgroup.procs``) and opening its pidfd
 callers close by checking, *after* the open, that the pid still is what they read (its start
 time, or its presence in the cgroup).
 
-No ctypes here: ``os.pidfd_open`` and ``_signal.pidfd_send_signal`` (the C module under
-``signal``, which imports enum) are the system calls themselves, and `delete` and `kill` load
-this module on their hot path.
+No ctypes here: ``os.pidfd_open``, ``os.kill``, ``resource.prlimit`` and
+``_signal.pidfd_send_signal`` (the C module under ``signal``, which imports enum) are the system
+calls themselves, and `delete` and `kill` load this module on their hot path.  The recording
+fake (:mod:`ocirun.kernel.fake`) replaces the four primitives :func:`require_pidfd`,
+:func:`pidfd_send_signal`, :func:`kill` and :func:`prlimit`; the rest is policy built on them.
 """
 from __future__ import annotations
 
@@ -19,12 +23,29 @@ import os
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
 
+def require_pidfd(pid: int) -> int:
+    """pidfd_open(2): a pidfd of ``pid`` (close-on-exec), or its ``OSError`` as ``os`` raises it."""
+    return os.pidfd_open(pid)
+
+
+def kill(pid: int, sig: int) -> None:
+    """kill(2), for where no pidfd can name the process (our own unreaped child, an old kernel)."""
+    os.kill(pid, sig)
+
+
+def prlimit(pid: int, resource: int, limits: tuple[int, int]) -> None:
+    """prlimit(2) on another process: set its (soft, hard) limit of ``resource``."""
+    import resource as _resource
+
+    _resource.prlimit(pid, resource, limits)
+
+
 def pidfd_open(pid: int) -> int | None:
     """A pidfd of ``pid`` (close-on-exec), or None if the process is gone or pidfds are missing."""
     if not HAVE_PIDFD or pid <= 0:
         return None
     try:
-        return os.pidfd_open(pid)
+        return require_pidfd(pid)
     except ProcessLookupError:
         return None
     except OSError as e:
@@ -35,12 +56,17 @@ def pidfd_open(pid: int) -> int | None:
         raise
 
 
-def pidfd_signal(fd: int, sig: int) -> bool:
-    """Send ``sig`` through a pidfd; False if that process has exited meanwhile."""
+def pidfd_send_signal(fd: int, sig: int) -> None:
+    """pidfd_send_signal(2); ProcessLookupError once that process has exited."""
     import _signal
 
+    _signal.pidfd_send_signal(fd, sig)
+
+
+def pidfd_signal(fd: int, sig: int) -> bool:
+    """Send ``sig`` through a pidfd; False if that process has exited meanwhile."""
     try:
-        _signal.pidfd_send_signal(fd, sig)
+        pidfd_send_signal(fd, sig)
     except ProcessLookupError:
         return False
     return True
@@ -58,7 +84,7 @@ def signal_pid(pid: int, sig: int, still_ours) -> bool:
         if HAVE_PIDFD or not still_ours(pid):
             return False
         try:
-            os.kill(pid, sig)
+            kill(pid, sig)
         except ProcessLookupError:
             return False
         return True
@@ -92,7 +118,7 @@ def signal_listed(pids: list[int], sig: int, listed) -> int:
         n = 0
         for pid in pids:
             try:
-                os.kill(pid, sig)
+                kill(pid, sig)
                 n += 1
             except ProcessLookupError:
                 pass

@@ -65,7 +65,9 @@ class Libseccomp:
         self._filter.add_rule(action, nr, *cmps)
 
     def export_bpf(self) -> bytes:
-        fd = os.memfd_create("ocirun-seccomp-bpf", os.MFD_CLOEXEC)
+        from ..kernel.files import memfd_create
+
+        fd = memfd_create("ocirun-seccomp-bpf", os.MFD_CLOEXEC)
         try:
             with open(fd, "r+b", buffering=0, closefd=False) as f:
                 self._filter.export_bpf(f)

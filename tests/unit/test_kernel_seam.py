@@ -63,11 +63,8 @@ def test_bind_mount_sets_attributes_while_detached(monkeypatch, tmp_path):
 def test_privilege_drop_order(monkeypatch):
     """bounding set while CAP_SETPCAP is held → uid switch with KEEPCAPS → capset → ambient."""
     fk = FakeKernel(monkeypatch)
-    seen = []
-    monkeypatch.setattr("os.setgroups", lambda g: seen.append(("setgroups", g)))
-    monkeypatch.setattr("os.setresgid", lambda *a: seen.append(("setresgid", a)))
-    monkeypatch.setattr("os.setresuid", lambda *a: seen.append(("setresuid", a)))
-    monkeypatch.setattr("os.umask", lambda m: seen.append(("umask", m)))
+    umasks = []
+    monkeypatch.setattr("os.umask", umasks.append)
     proc = Process.parse({"args": ["x"], "user": {"uid": 1000, "gid": 100, "additionalGids": [5, 5, 6]},
                           "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
                                            "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"],
@@ -77,11 +74,12 @@ def test_privilege_drop_order(monkeypatch):
     security.drop_bounding(masks["bounding"], 40)
     dropped = [args[1] for args in fk.of("prctl") if args[0] == k.PR_CAPBSET_DROP]
     assert dropped == [c for c in range(41) if c != 5]
+    fk.calls.clear()
     security.set_user(proc)
-    assert seen == [("setgroups", [5, 6]), ("setresgid", (100, 100, 100)), ("setresuid", (1000, 1000, 1000)),
-                    ("umask", 0o022)]
-    keep = [args for args in fk.of("prctl") if args[0] == k.PR_SET_KEEPCAPS]
-    assert keep == [(k.PR_SET_KEEPCAPS, 1), (k.PR_SET_KEEPCAPS, 0)]
+    assert fk.calls == [("prctl", (k.PR_SET_KEEPCAPS, 1)), ("setgroups", ([5, 6],)),
+                        ("setresgid", (100, 100, 100)), ("setresuid", (1000, 1000, 1000)),
+                        ("prctl", (k.PR_SET_KEEPCAPS, 0))]
+    assert umasks == [0o022]
     fk.calls.clear()
     security.apply_caps(masks, 40)
     assert fk.calls[0] == ("capset", (1 << 5, 1 << 5, 1 << 5))

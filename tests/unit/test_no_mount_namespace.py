@@ -45,20 +45,17 @@ def test_what_needs_a_mount_namespace_is_refused_naming_the_field(tmp_path, name
 
 def test_enter_runtime_namespace_clones_root_then_setns_then_chroots_into_the_clone(monkeypatch):
     fk = FakeKernel(monkeypatch)
-    seen = []
-    monkeypatch.setattr("os.fchdir", lambda fd: seen.append(("fchdir", fd)))
-    monkeypatch.setattr("os.chroot", lambda p: seen.append(("chroot", p)))
-    monkeypatch.setattr("os.chdir", lambda p: seen.append(("chdir", p)))
-    monkeypatch.setattr("os.close", lambda fd: seen.append(("close", fd)))
+    monkeypatch.setattr("os.fchdir", lambda fd: fk.calls.append(("fchdir", (fd,))))
+    monkeypatch.setattr("os.chdir", lambda p: fk.calls.append(("chdir", (p,))))
+    monkeypatch.setattr("os.close", lambda fd: fk.calls.append(("close", (fd,))))
     rootfs.enter_runtime_namespace(41)
-    assert fk.names() == ["open_tree", "setns"]
     dirfd, path, flags = fk.of("open_tree")[0]
     assert (dirfd, path) == (k.AT_FDCWD, "/")
     assert flags & k.OPEN_TREE_CLONE and flags & k.AT_RECURSIVE  # the container's mounts come along
-    assert fk.of("setns")[0] == (41, k.CLONE_NEWNS)
     tree = 1001  # the fake's first open_tree fd
-    assert seen == [("fchdir", tree), ("chroot", "."), ("chdir", "/"), ("close", tree),
-                    ("close", 41)]  # the runtime namespace's fd never reaches the container
+    assert fk.calls[1:] == [("setns", (41, k.CLONE_NEWNS)), ("fchdir", (tree,)), ("chroot", (".",)),
+                            ("chdir", ("/",)), ("close", (tree,)),
+                            ("close", (41,))]  # the runtime namespace's fd never reaches the container
 
 
 def test_enter_runtime_namespace_failure_names_the_step_and_closes_the_fd(monkeypatch):
