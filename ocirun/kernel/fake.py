@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import os
 
-from . import files, identity, linux, nsfs, process, tty
+from . import bpf, files, identity, linux, nsfs, process, seccomp, tty
 
 #: Module → the functions the fake replaces: every privileged primitive of the seam.
 RECORDED = {
     linux: ("unshare", "setns", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "prctl",
             "openat2", "mount_setattr", "open_tree", "move_mount", "close_range", "personality", "capget",
             "capset", "setrlimit", "set_link_up", "sched_setattr", "ioprio_set", "fstatfs", "set_mempolicy",
-            "sched_setaffinity"),
+            "sched_setaffinity", "set_name", "reset_signals", "join_session_keyring"),
+    seccomp: ("set_mode_filter", "set_no_new_privs"),
+    bpf: ("prog_load", "prog_attach", "prog_detach"),
     identity: ("setresuid", "setresgid", "seteuid", "setegid", "setgroups", "setsid"),
     files: ("mknod", "chown", "fchown", "chroot", "memfd_create"),
     tty: ("set_controlling_terminal", "window_size", "set_window_size"),
@@ -33,7 +35,7 @@ RECORDED = {
 }
 
 #: The calls that return a new fd: the fake hands out fresh numbers (from 1001) unless told otherwise.
-FD_RETURNING = ("openat2", "open_tree", "memfd_create", "require_pidfd")
+FD_RETURNING = ("openat2", "open_tree", "memfd_create", "require_pidfd", "prog_load")
 
 
 class FakeKernel:

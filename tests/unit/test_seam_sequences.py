@@ -472,3 +472,27 @@ def test_a_namespace_path_of_the_right_kind_passes(monkeypatch, tmp_path):
     (tmp_path / "ns").write_text("")
     _check_ns_path(0, "pid", str(tmp_path / "ns"))
     assert len(fk.of("ns_type")) == 1
+
+
+# --- the fake itself ---------------------------------------------------------------------------------
+
+def test_the_fake_replaces_every_recorded_call_and_restores_them(monkeypatch):
+    """No recorded name reaches the kernel while the fake is in place (a stage driven on it must not
+    reset the test runner's signals or load a seccomp filter into it)."""
+    from ocirun.kernel import fake
+
+    real = {(m.__name__, n): getattr(m, n) for m, names in fake.RECORDED.items() for n in names}
+    names = [n for _, n in real]
+    assert len(names) == len(set(names))  # one name, one call: ``names()`` and ``of()`` are unambiguous
+    with monkeypatch.context() as mp:
+        fk = FakeKernel(mp)
+        for (module, name), func in real.items():
+            assert getattr(__import__(module, fromlist=[name]), name) is not func, name
+        from ocirun.seccomp import load
+
+        class Filt:  # what load reads of a CompiledFilter
+            bpf, flags = b"\0" * 8, 0
+
+        assert load(Filt()) is None and fk.names() == ["set_mode_filter"]
+    for (module, name), func in real.items():
+        assert getattr(__import__(module, fromlist=[name]), name) is func
