@@ -1,6 +1,6 @@
 """`ocirun exec`: start a new process in a created or running container (the runtime's side).
 
-    ocirun exec (this module)                exec stage (ocirun.exec_init, python -I -S)
+    ocirun exec (this module)                exec stage (ocirun.stage.exec, python -I -S)
     ─────────────────────────                ───────────────────────────────────────────
     load the state; refuse stopped, paused
     the process: --process FILE, or the
@@ -322,7 +322,7 @@ def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = 
     runtime's, ocirun.rootfs.enter_runtime_namespace): also open the init's root, last, as
     ``("root", fd)``, for the exec stage to chroot into after the joins.
     """
-    from .exec_init import JOIN_ORDER
+    from .plan import PROC_JOIN_ORDER as JOIN_ORDER
     from .state import read_start_time
 
     out = []

@@ -50,6 +50,8 @@ _INT = 4
 
 #: The environment variable naming the init stage's end of the sync socket.
 ENV_INITPIPE = "_OCIRUN_INITPIPE"
+#: ``exec`` in this variable makes the stage the exec stage (ocirun.stage.exec); unset, the create stage.
+ENV_INITMODE = "_OCIRUN_INITMODE"
 
 CONFIG = "config"
 USERNS_READY = "userns-ready"
