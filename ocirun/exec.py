@@ -355,13 +355,13 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             paused: bool, init: tuple) -> int:
     """``init``: (pid, socket) of the exec stage, spawned by :func:`execute`; ours to kill and reap on failure."""
     from . import launcher
-    from .cgroups import Manager
+    from .cgroups import from_state
     from .config import Process
 
     stage, sock = init
     try:
         process = Process.parse(raw)
-        mgr = Manager.from_state(st.cgroup) if st.cgroup else None
+        mgr = from_state(st.cgroup) if st.cgroup else None
         sub_dirs = _sub_dirs(mgr, subs) if (mgr is not None and subs) else []
         namespaces = open_namespaces(st.pid, st.pid_start,
                                      root=bool(st.namespaces) and "mount" not in st.namespaces)
