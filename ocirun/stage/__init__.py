@@ -8,6 +8,6 @@
                 error reports to the parent, seccomp loading, the exec state and the execve
 
 Each stage is one linear sequence; its numbered sync points are those of the protocol diagrams in
-:mod:`ocirun.sync`.  Nothing here is imported by the runtime's own commands but :mod:`.common`'s
-constants: this package's __init__ stays empty so that importing one of them costs nothing else.
+:mod:`ocirun.sync`.  The runtime's commands never import this package: they start it by name
+(:data:`ocirun.launcher.BOOT`).  This __init__ imports nothing, so a stage loads only what it runs.
 """
