@@ -53,7 +53,8 @@ import sys
 import tempfile
 import time
 
-from conformance.runtime_tools import force_delete, go_arch, runtime_version, unmount_all_under
+from conformance.runtime_tools import (force_delete, go_arch, remove_cgroup_tree, runtime_version,
+                                      unmount_all_under)
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -418,17 +419,6 @@ def thaw_cgroup_tree(top: str) -> int:
                 n += 1
             except OSError:
                 pass
-    return n
-
-
-def remove_cgroup_tree(top: str) -> int:
-    n = 0
-    for dirpath, _d, _f in sorted(os.walk(top), key=lambda t: t[0].count("/"), reverse=True):
-        try:
-            os.rmdir(dirpath)
-            n += 1
-        except OSError:
-            pass
     return n
 
 

@@ -448,12 +448,19 @@ def remove_suite_cgroups(cgroot: str = "/sys/fs/cgroup") -> int:
     for top in tops:
         if not os.path.isdir(top) or os.path.islink(top):
             continue
-        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: t[0].count("/"), reverse=True):
-            try:
-                os.rmdir(dirpath)
-                n += 1
-            except OSError:
-                pass
+        n += remove_cgroup_tree(top)
+    return n
+
+
+def remove_cgroup_tree(top: str) -> int:
+    """rmdir ``top`` and every cgroup below it, deepest first; returns how many went (a busy one stays)."""
+    n = 0
+    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: t[0].count("/"), reverse=True):
+        try:
+            os.rmdir(dirpath)
+            n += 1
+        except OSError:
+            pass
     return n
 
 

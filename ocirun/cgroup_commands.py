@@ -34,9 +34,9 @@ def _open(rt, cid: str) -> StateDir:
 def _manager(st):
     if not st.cgroup:
         raise OciError(f"container {st.id} has no cgroup recorded in its state")
-    from .cgroups import Manager
+    from .cgroups import from_state
 
-    return Manager.from_state(st.cgroup)
+    return from_state(st.cgroup)
 
 
 def _locked(sd: StateDir):

@@ -163,10 +163,10 @@ class Runtime:
         if sig == SIGKILL and st.status in (PAUSED, CREATED) and st.cgroup:
             # A frozen task acts on SIGKILL only once thawed (cgroup v1); runc thaws for SIGKILL only.
             # CREATED too: refresh() reports a paused created container as "created".
-            from .cgroups import Manager
+            from .cgroups import from_state
 
             try:
-                mgr = Manager.from_state(st.cgroup)
+                mgr = from_state(st.cgroup)
                 if mgr.is_frozen():
                     mgr.thaw()
             except OciError:

@@ -1,6 +1,6 @@
 """`ocirun exec`: start a new process in a created or running container (the runtime's side).
 
-    ocirun exec (this module)                exec stage (ocirun.exec_init, python -I -S)
+    ocirun exec (this module)                exec stage (ocirun.stage.exec, python -I -S)
     ─────────────────────────                ───────────────────────────────────────────
     load the state; refuse stopped, paused
     the process: --process FILE, or the
@@ -322,7 +322,7 @@ def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = 
     runtime's, ocirun.rootfs.enter_runtime_namespace): also open the init's root, last, as
     ``("root", fd)``, for the exec stage to chroot into after the joins.
     """
-    from .exec_init import JOIN_ORDER
+    from .plan import PROC_JOIN_ORDER as JOIN_ORDER
     from .state import read_start_time
 
     out = []
@@ -355,13 +355,13 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             paused: bool, init: tuple) -> int:
     """``init``: (pid, socket) of the exec stage, spawned by :func:`execute`; ours to kill and reap on failure."""
     from . import launcher
-    from .cgroups import Manager
+    from .cgroups import from_state
     from .config import Process
 
     stage, sock = init
     try:
         process = Process.parse(raw)
-        mgr = Manager.from_state(st.cgroup) if st.cgroup else None
+        mgr = from_state(st.cgroup) if st.cgroup else None
         sub_dirs = _sub_dirs(mgr, subs) if (mgr is not None and subs) else []
         namespaces = open_namespaces(st.pid, st.pid_start,
                                      root=bool(st.namespaces) and "mount" not in st.namespaces)

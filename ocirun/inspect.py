@@ -364,9 +364,9 @@ def _cgroup(st) -> dict | None:
     out = {"mode": cg.get("mode"), "path": cg.get("path"), "paths": dict(cg.get("paths") or {}),
            "frozen": None, "memory": None, "pids": None, "cpu": None, "error": None}
     try:
-        from .cgroups import Manager
+        from .cgroups import from_state
 
-        mgr = Manager.from_state(cg)
+        mgr = from_state(cg)
         if not any(os.path.isdir(p) for p in out["paths"].values()):
             out["error"] = "the cgroup no longer exists"
             return out

@@ -19,7 +19,7 @@ from .signals import SIGKILL
 from .state import ContainerState, StateDir, read_start_time
 
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BOOT = f"import sys;sys.path.insert(0,{PKG_PARENT!r});from ocirun.init import main;main()"
+BOOT = f"import sys;sys.path.insert(0,{PKG_PARENT!r});from ocirun.stage.entry import main;main()"
 
 
 class CreateOptions(Record):

@@ -24,6 +24,10 @@ NAMESPACES = {
 #: order in which namespaces are joined by path: user first (it grants the rights for the others),
 #: mount last among the ones that change what paths mean.
 JOIN_ORDER = ("user", "pid", "network", "ipc", "uts", "cgroup", "time", "mount")
+#: The same order by /proc/<pid>/ns entry name: what `exec` opens of the container's init and its
+#: stage joins (ocirun.stage.exec), with each entry's clone flag.
+PROC_JOIN_ORDER = tuple(NAMESPACES[t][1] for t in JOIN_ORDER)
+PROC_NS_FLAGS = {proc: flag for flag, proc in NAMESPACES.values()}
 
 # --- mount options ----------------------------------------------------------------------------
 #: option → (flags to set, flags to clear) for mount(2)

@@ -19,8 +19,8 @@ passes (CVE-2025-52881).  So no procfs write resolves a path through the live /p
 * ``self`` and ``thread-self`` are resolved by reading those links *through the handle*, which
   names us as that procfs's pid namespace sees us (our getpid() may be another number there).
 
-Users: sysctl, oom_score_adj and the LSM attr files (:mod:`ocirun.init`, :mod:`ocirun.lsm`,
-:mod:`ocirun.exec_init` through it), time namespace offsets, uid/gid maps and setgroups
+Users: sysctl, oom_score_adj and the LSM attr files (:mod:`ocirun.stage.create`, :mod:`ocirun.lsm`,
+:mod:`ocirun.stage.exec` through it), time namespace offsets, uid/gid maps and setgroups
 (:mod:`ocirun.launcher`, :mod:`ocirun.rootless`, :mod:`ocirun.idmap`), an exec'd process's
 oom_score_adj (:mod:`ocirun.exec`).
 """

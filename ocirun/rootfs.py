@@ -47,7 +47,7 @@ def prepare_root(root_fd: int, propagation: str | None) -> int:
     mounts in their peer groups, as runc does, so a mount made under such a volume reaches the host;
     the mount holding the rootfs is made private first, so the rootfs bind itself (and the container's
     own mounts on it) never propagates anywhere.  ``unbindable`` variants are applied after
-    pivot_root (ocirun.init): the rootfs could not be bound out of an unbindable mount.  The rootfs
+    pivot_root (ocirun.stage.create): the rootfs could not be bound out of an unbindable mount.  The rootfs
     is reached only through ``root_fd``, opened before we entered a user namespace (its path may not
     be traversable from inside).  Returns an O_PATH fd of the new bind mount's root.
     """

@@ -94,21 +94,6 @@ def cap_sets(process: Process, last_cap: int) -> tuple[dict[str, int], list[tupl
     return masks, notes
 
 
-def cap_set_conflict(caps) -> tuple[str, str] | None:
-    """(field, reason) when the sets break a rule capset(2) enforces, else None: checked before
-    anything is created, instead of failing with EPERM at start (runc: "unable to apply caps")."""
-    def names(which):
-        return {c.upper() for c in (getattr(caps, which) or [])}
-
-    extra = sorted(names("effective") - names("permitted"))
-    if extra:
-        return "process.capabilities.effective", f"{', '.join(extra)} not in permitted (capset(2) refuses that)"
-    extra = sorted(names("inheritable") - names("bounding"))
-    if extra:
-        return "process.capabilities.inheritable", f"{', '.join(extra)} not in bounding (capset(2) refuses that)"
-    return None
-
-
 def drop_bounding(bounding: int, last_cap: int) -> None:
     for cap in range(last_cap + 1):
         if not bounding & (1 << cap):

@@ -21,7 +21,7 @@ CONFIG_FILE = "config.json"  # the config as `create` used it: what every later 
 LOCK_FILE = "lock"
 START_SOCKET = "exec.sock"  # the created init waits in accept() on it; `start` connects
 #: The comm (/proc/PID/comm, ≤ 15 bytes) of the init stage until it execs the container's program:
-#: set by ocirun.init.main, replaced by the kernel at execve — how `state` tells created from running.
+#: set by ocirun.stage.entry.main (ocirun.stage.common.INIT_COMM), replaced by the kernel at execve — how `state` tells created from running.
 INIT_COMM = "ocirun:[init]"
 INIT_COMM_BYTES = INIT_COMM.encode()
 MAX_ID_LEN = 1024

@@ -1,31 +1,50 @@
-"""The typed parent ↔ init protocol, on a SOCK_SEQPACKET socketpair.
+"""The typed parent ↔ stage protocol, on a SOCK_SEQPACKET socketpair.
 
 One datagram per message (no framing bugs), JSON payload, optional fds via
-SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
+SCM_RIGHTS.  The closed set of messages, in the order of a `create`; the numbers are the
+sync points, and each numbered step of :mod:`ocirun.stage.create` starts at the one of its number::
 
-    parent                                   init (stage 1 → stage 2)
-      ── CONFIG {spec, plan, ...} ──────────▶
-      make the cgroup, move the init in       parse the spec, import what later steps need
+    parent (ocirun.launcher)                 create stage (stage 1 → stage 2)
+      ── [0] CONFIG {spec, ...} + fds ──────▶
+      make the cgroup, move the stage in      parse the spec, import what later steps need
       (the kernel's first cgroup.procs        (pure Python: nothing that creates a kernel
       write waits ≈10–17 ms for RCU)           object the container should be charged for)
-      ── CGROUP_JOINED ─────────────────────▶
-                                             join/unshare user ns
-      ◀──────────────── USERNS_READY ───────  (only for a new user ns)
+      ── [1] CGROUP_JOINED ─────────────────▶
+                                             open the rootfs, join namespaces given by path
+      ◀──────────────── [2] USERNS_READY ───  unshare a new user ns (only then: else no [2])
       write uid_map / gid_map
-      ── USERNS_MAPPED ─────────────────────▶
-                                             unshare the rest, fork → stage 2 (pid 1)
-      ◀──────────────────── PID {pid} ──────
+      ── [2] USERNS_MAPPED ─────────────────▶
+                                             become its root, unshare the rest, fork → stage 2
+      ◀──────────────────── [3] PID {pid} ──  (pid 1 of a new pid ns); stage 1 exits
       apply cgroup limits (after the last fork), move linux.netDevices in;
       with a user namespace, clone the bind sources in its mount namespace (ocirun.bindsource)
-      ── CGROUP_DONE {trees} + fds ─────────▶
-                                             mounts, devices (before pivot_root)
-      ◀──────────────────── HOOKS ──────────  prestart + createRuntime, runtime side
-      ── HOOKS_DONE ────────────────────────▶
-                                             createContainer hooks, pivot_root, ...
-                                             preflight: cwd, program lookup
-      ◀──────────────────── READY ──────────
+      ── [4] CGROUP_DONE {trees} + fds ─────▶
+                                             lo up, mounts, devices (before pivot_root)
+      ◀──────────────────── [5] HOOKS ──────  (only with prestart or createRuntime hooks)
+      prestart + createRuntime, runtime side
+      ── [5] HOOKS_DONE ────────────────────▶
+                                             createContainer hooks, pivot_root, hostname, sysctl,
+                                             read-only and masked paths, console, preflight (cwd,
+                                             program lookup), rlimits
+      ◀──────────────────── [6] READY ──────
       (state.json written; create returns)    blocks in accept() on exec.sock
+      [7] `start` connects to exec.sock ─────▶ answers "0"; privileges, seccomp, startContainer
+      (reads until EOF: "0" alone is success)  hooks, execve (the connection is close-on-exec)
 
+The same messages for an `exec` (:mod:`ocirun.exec`, stage :mod:`ocirun.stage.exec`)::
+
+    parent (ocirun.exec)                     exec stage → the process
+      ── [0] CONFIG {process, namespaces} + fds ▶
+      move the stage into the cgroup          parse, import, capability sets, seccomp, the agent
+      ── [1] CGROUP_JOINED ─────────────────▶
+                                             setns: user first, mount last; fork
+      ◀──────────────────── [2] PID {pid} ──  (the stage exits)
+      prlimit, oom_score_adj; the cgroup now for a paused container
+      ── [3] CGROUP_DONE {pid} ─────────────▶
+                                             console, preflight, privileges, seccomp
+      ◀──────────────────── [4] READY ──────  execve: the socket is close-on-exec, so EOF follows
+
+WARNING {msg, level} may come from a stage at any point (a note for the parent's log).
 Any step may answer ERROR {msg} instead; :func:`recv` raises it as :class:`PeerError`, and the
 parent prints it with context.
 
@@ -50,6 +69,8 @@ _INT = 4
 
 #: The environment variable naming the init stage's end of the sync socket.
 ENV_INITPIPE = "_OCIRUN_INITPIPE"
+#: ``exec`` in this variable makes the stage the exec stage (ocirun.stage.exec); unset, the create stage.
+ENV_INITMODE = "_OCIRUN_INITMODE"
 
 CONFIG = "config"
 USERNS_READY = "userns-ready"

@@ -93,9 +93,9 @@ def manager(cgroup: dict | None):
     """The cgroup manager of a state's ``cgroup`` record, or None (no cgroup was recorded)."""
     if not cgroup:
         return None
-    from .cgroups import Manager
+    from .cgroups import from_state
 
-    return Manager.from_state(cgroup)
+    return from_state(cgroup)
 
 
 def kill_all(mgr, init: Process | None, timeout: float = KILL_TIMEOUT) -> None:

@@ -104,7 +104,7 @@ class Context:
     #: a new process with an argument of this base name runs the runtime (or monitors it: conmon -r)
     program_names: tuple[str, ...] = ("ocirun",)
     #: ... or these words in its command line: ocirun's init stage (``python -I -S -c ...``)
-    cmdline_markers: tuple[str, ...] = ("from ocirun.init import",)
+    cmdline_markers: tuple[str, ...] = ("from ocirun.stage.entry import",)
     #: a new process in a cgroup whose path contains one of these is a test container's (and an
     #: idle cgroup so named that goes away was an earlier run's leftover)
     cgroup_markers: tuple[str, ...] = ("ocirun",)

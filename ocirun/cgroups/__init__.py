@@ -9,7 +9,7 @@ Public API::
     mgr.stats()                      # runc `events --stats` "data" object
     w = mgr.oom_events(); w.wait(timeout); w.count(); w.close()
     mgr.destroy()                    # only what create() made, deepest first
-    state["cgroups"] = mgr.to_state(); ... Manager.from_state(state["cgroups"])
+    state["cgroups"] = mgr.to_state(); ... from_state(state["cgroups"])
 
 Path semantics and mode detection: :mod:`ocirun.cgroups.paths`.  Drivers: :mod:`.v1` (also hybrid) and
 :mod:`.v2`; ``--systemd-cgroup``: :mod:`.systemd` (a transient scope over D-Bus, :mod:`.dbus`, then the

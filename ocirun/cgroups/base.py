@@ -87,8 +87,9 @@ def read_procs(dirpath: str, recursive: bool = True) -> list[int]:
 
 class Manager:
     """One container's cgroup in every hierarchy the host has.  Built by :func:`ocirun.cgroups.for_container`
-    or reopened by :meth:`from_state`; concrete drivers are :class:`~ocirun.cgroups.v1.V1Manager` and
-    :class:`~ocirun.cgroups.v2.V2Manager`."""
+    or reopened by :func:`ocirun.cgroups.from_state` (the package picks the driver: this base class knows
+    none of them, so no driver module imports back into it); concrete drivers are
+    :class:`~ocirun.cgroups.v1.V1Manager` and :class:`~ocirun.cgroups.v2.V2Manager`."""
 
     driver = "cgroupfs"
     mode = ""
@@ -323,11 +324,6 @@ class Manager:
         return {"driver": self.driver, "mode": self.mode, "root": self.root, "path": self.inner,
                 "id": self.container_id, "rootless": self.rootless, "paths": self.paths,
                 "created": list(self.created)}
-
-    @staticmethod
-    def from_state(d: dict) -> "Manager":
-        from . import from_state
-        return from_state(d)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.mode} {self.inner}>"

@@ -162,7 +162,7 @@ def test_v1_full_lifecycle(t):
     assert "cpu" in s and "total_rss" in s["memory"]["raw"] or "rss" in s["memory"]["raw"]
 
     # a later process reopens the same cgroups from state.json
-    m2 = cgroups.Manager.from_state(json.loads(json.dumps(m.to_state())))
+    m2 = cgroups.from_state(json.loads(json.dumps(m.to_state())))
     m2.update({"memory": {"limit": 134217728, "reservation": 0, "swap": 268435456 if has_swap else 0, "kernel": 0},
                "cpu": {"shares": 0, "quota": 0, "period": 0}, "blockIO": {"weight": 0}})
     assert _r(mem, "memory.limit_in_bytes") == "134217728" and _r(cpu, "cpu.shares") == "512"

@@ -281,10 +281,10 @@ def test_exec_in_created_container(oci):
 
 def test_refuses_paused_container_unless_ignore_paused(box, tmp_path):
     oci, _ = box
-    from ocirun.cgroups import Manager
+    from ocirun.cgroups import from_state
 
     own = StateDir(oci.root, C).load().cgroup
-    mgr = Manager.from_state(own)
+    mgr = from_state(own)
     mgr.freeze()
     pid = None
     try:

@@ -129,7 +129,7 @@ def test_create_and_destroy_only_what_we_made(tmp_path):
     os.makedirs(f"{h.root}/pids/pod/c1/sub/deeper")   # the container made its own sub-cgroups
     m.create()                                         # idempotent, records nothing twice
     assert len(m.created) == len(set(m.created))
-    m2 = cgroups.Manager.from_state(json.loads(json.dumps(m.to_state())))
+    m2 = cgroups.from_state(json.loads(json.dumps(m.to_state())))
     m2.destroy()
     assert os.path.isdir(keep) and os.path.isdir(f"{h.root}/memory/pod")
     assert not os.path.exists(f"{h.root}/pids/pod") and not os.path.exists(f"{h.root}/unified/pod")

@@ -250,7 +250,7 @@ def test_v2_oom_watcher_counts(v2):
 def test_v2_state_roundtrip(v2):
     st = json.loads(json.dumps(v2.to_state()))
     assert st["mode"] == "unified" and st["paths"] == {"": v2.path}
-    m = cgroups.Manager.from_state(st)
+    m = cgroups.from_state(st)
     assert type(m).__name__ == "V2Manager" and m.path == v2.path and m.mount == v2.mount
     assert m.created == v2.created
 

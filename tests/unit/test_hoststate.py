@@ -89,7 +89,7 @@ def test_processes_the_run_left_behind_each_with_its_evidence():
         Proc(704, 203, 703, "S", cmdline="cat"),                                               # grandchild
         Proc(705, 204, 1, "S", cmdline="sleep 9", mount_roots=("/", "/pytest-of-root/pytest-7/rootfs")),
         Proc(706, 205, 1, "S", cmdline="conmon -r /usr/local/bin/ocirun -b /var/tmp/x"),
-        Proc(707, 206, 1, "S", cmdline="/usr/bin/python3 -I -S -c from ocirun.init import main;main()"),
+        Proc(707, 206, 1, "S", cmdline="/usr/bin/python3 -I -S -c from ocirun.stage.entry import main;main()"),
         Proc(708, 207, 1, "S", cmdline="sh", cwd="/tmp/pytest-of-root/pytest-7/test_a0"),
     ]
     after = snap(procs=with_procs(*new))
@@ -101,7 +101,7 @@ def test_processes_the_run_left_behind_each_with_its_evidence():
         "process left running: pid 705 'sleep 9' (parent 1; root /pytest-of-root/pytest-7/rootfs)",
         "process left running: pid 706 'conmon -r /usr/local/bin/ocirun -b /var/tmp/x' "
         "(parent 1; runs /usr/local/bin/ocirun)",
-        "process left running: pid 707 '/usr/bin/python3 -I -S -c from ocirun.init import main;main()' "
+        "process left running: pid 707 '/usr/bin/python3 -I -S -c from ocirun.stage.entry import main;main()' "
         "(parent 1; ocirun's init stage)",
         "process left running: pid 708 'sh' (parent 1; cwd /tmp/pytest-of-root/pytest-7/test_a0)",
     ]

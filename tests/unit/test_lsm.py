@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from ocirun import init, lsm, procfs, security
+from ocirun import lsm, procfs, security
+from ocirun.stage import create
 from ocirun.config import Spec
 from ocirun.kernel import linux as k
 from ocirun.kernel.fake import FakeKernel
@@ -113,14 +114,14 @@ def _spec(tmp_path, process: dict) -> Spec:
 
 @pytest.mark.parametrize("nnp", [True, False])
 def test_labels_written_before_privilege_switch_seccomp_and_execve(fk, monkeypatch, tmp_path, nnp):
-    """init [8]: exec state → LSM labels → (seccomp if no NNP) → privileges → hooks → seccomp → execve."""
+    """create stage [7]: exec state → LSM labels → (seccomp if no NNP) → privileges → hooks → seccomp → execve."""
     spec = _spec(tmp_path, {"apparmorProfile": "prof", "selinuxLabel": "lbl", "noNewPrivileges": nnp})
     events = fk.calls
-    monkeypatch.setattr(init, "_prepare_exec_state", lambda n: events.append(("prepare_exec_state", ())))
-    monkeypatch.setattr(init, "_load_seccomp", lambda *a: events.append(("seccomp", ())))
+    monkeypatch.setattr(create, "prepare_exec_state", lambda n: events.append(("prepare_exec_state", ())))
+    monkeypatch.setattr(create, "_load_seccomp", lambda *a: events.append(("seccomp", ())))
     monkeypatch.setattr(security, "become_process", lambda *a: events.append(("become_process", ())))
-    monkeypatch.setattr(init.os, "execve", lambda path, args, env: events.append(("execve", (path,))))
-    init._exec_sequence(spec, spec.process, "/bin/true", {"state": {}}, {}, object(), {}, 40, True, {})
+    monkeypatch.setattr(create.os, "execve", lambda path, args, env: events.append(("execve", (path,))))
+    create._exec_sequence(spec, spec.process, "/bin/true", {"state": {}}, {}, object(), {}, 40, True, {})
     order = [n for n, a in events if n in ("prepare_exec_state", "write", "seccomp", "become_process", "execve")]
     writes = ["write", "write"]
     if nnp:

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from ocirun import init, procfs
+from ocirun import procfs
+from ocirun.stage import create
 from ocirun.config import Spec
 from ocirun.kernel import linux as k
 from ocirun.kernel.fake import FakeKernel
@@ -92,10 +93,10 @@ def _spec(tmp_path, linux=None, process=None):
 
 
 def test_stage2_opens_a_handle_only_when_it_will_write(fk, tmp_path):
-    assert init._procfs_handle(_spec(tmp_path)) is None
+    assert create._procfs_handle(_spec(tmp_path)) is None
     assert fk.calls == []
     for spec in (_spec(tmp_path, linux={"sysctl": {"net.ipv4.ip_forward": "1"}}),
                  _spec(tmp_path, process={"oomScoreAdj": 0}),
                  _spec(tmp_path, process={"apparmorProfile": "p"})):
-        init._procfs_handle(spec).close()
+        create._procfs_handle(spec).close()
     assert fk.names().count("open_tree") == 3

@@ -141,11 +141,12 @@ def test_teardown_process_refuses_a_pid_with_another_start_time():
 
 
 def test_init_stage_and_state_agree_on_the_comm_marker():
-    from ocirun import init, state
+    from ocirun import state
+    from ocirun.stage import common
 
-    assert init.INIT_COMM == state.INIT_COMM
+    assert common.INIT_COMM == state.INIT_COMM
     assert len(state.INIT_COMM.encode()) <= 15  # TASK_COMM_LEN - 1: the kernel would cut it
-    assert init.EXEC_COMM != init.INIT_COMM
+    assert common.EXEC_COMM != common.INIT_COMM
 
 
 def test_read_stat_gives_start_time_and_comm(tmp_path):

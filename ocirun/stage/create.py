@@ -1,20 +1,23 @@
-"""The init stage: everything that happens inside the container before the user program runs.
+"""The create stage: everything that happens inside the container before the user program runs.
 
-`create` re-execs the interpreter (``python -I -S``) into :func:`main`, with the
-sync socket named by ``_OCIRUN_INITPIPE``.  The sequence below reads top to
-bottom in spec order; the numbered sync points match the diagram in
-:mod:`ocirun.sync`.
+`create` re-execs the interpreter (``python -I -S``, :func:`ocirun.launcher.spawn_init`) into
+:func:`ocirun.stage.entry.main`, which receives CONFIG and calls :func:`stage1`.  The sequence below
+reads top to bottom in spec order; each numbered step starts at the sync point of that number in the
+diagram of :mod:`ocirun.sync`.
 
-    stage 1 (a child of `create`)          stage 2 (forked by stage 1; pid 1 in a new pid ns)
-    ─────────────────────────────          ────────────────────────────────────────────────
-    [1] receive CONFIG, parse, import;      [4] setsid, mounts, devices
-        wait for CGROUP_JOINED
-        join namespaces given by path        [5] HOOKS: prestart/createRuntime by the parent;
-    [2] new user ns → USERNS_READY,              createContainer here
-        wait for the parent's maps           [6] pivot_root, masked/readonly paths, sysctl,
-        unshare the other namespaces             hostname, rlimits, user, caps, NNP, seccomp
-    [3] fork stage 2, report its PID, exit   [7] READY; accept() on exec.sock until `start`
-                                             [8] startContainer hooks, close fds, execve
+    stage 1 (a child of `create`)             stage 2 (forked by stage 1; pid 1 in a new pid ns)
+    ─────────────────────────────             ─────────────────────────────────────────────────
+    [0] CONFIG: parse the spec, import        setsid
+    [1] CGROUP_JOINED: open the rootfs,       [4] CGROUP_DONE: lo up, mounts, devices
+        join namespaces given by path         [5] HOOKS → HOOKS_DONE (prestart, createRuntime: the
+        (user first)                              parent runs them); createContainer hooks here;
+    [2] a new user ns: USERNS_READY,              pivot_root, keyring, hostname, sysctl, read-only
+        wait for USERNS_MAPPED, become            and masked paths, read-only root, console,
+        its root; unshare the others              oomScoreAdj, preflight (cwd, program), rlimits
+    [3] fork stage 2, send its PID, exit      [6] READY; accept() on exec.sock until `start`
+                                              [7] `start` connected: fds close-on-exec, LSM labels,
+                                                  priorities, seccomp and the switch to the user
+                                                  (caps, NNP), startContainer hooks, execve
 """
 from __future__ import annotations
 
@@ -22,71 +25,28 @@ import os
 import _signal as signal  # not `signal`: it imports enum, a cost paid by every create
 import sys
 
-from . import sync
-from .kernel import linux as k
-from .pathsafe import O_PATH
-
-ENV_INITPIPE = sync.ENV_INITPIPE
-INIT_COMM = "ocirun:[init]"  # = ocirun.state.INIT_COMM (not imported: state pulls in fastjson)
-EXEC_COMM = "ocirun:[exec]"
-
-
-def main() -> None:
-    """Entry of the re-exec'd init stage.  Never returns."""
-    fd = int(os.environ[ENV_INITPIPE])
-    import _socket
-
-    sock = _socket.socket(fileno=fd)
-    os.set_inheritable(fd, False)
-    try:
-        # Signals back to defaults first: Python ignores SIGPIPE and SIGXFSZ and traps SIGINT,
-        # and a container must not inherit that (nor must `kill` of a created container be caught).
-        k.reset_signals()
-        # Non-dumpable: a process in the container cannot open /proc/<us>/exe (the interpreter)
-        # or ptrace us while we still hold host resources (CVE-2019-5736 class).
-        k.prctl(k.PR_SET_DUMPABLE, 0)
-        # The comm until execve replaces it: `state` reads "created" from it (ocirun.state.refresh).
-        k.set_name(EXEC_COMM if os.environ.get("_OCIRUN_INITMODE") == "exec" else INIT_COMM)
-        msg, fds = sync.recv(sock, sync.CONFIG)
-        if os.environ.get("_OCIRUN_INITMODE") == "exec":  # `ocirun exec`: see ocirun.exec_init
-            from .exec_init import exec_stage
-
-            exec_stage(sock, msg, fds)
-        stage1(sock, msg, fds)
-    except BaseException as e:  # report anything to the parent, with the step that failed
-        _report(sock, e)
-        os._exit(1)
-    os._exit(0)
-
-
-def _report(sock, e: BaseException) -> None:
-    if isinstance(e, SystemExit):
-        return
-    # OSError(errno, message) is how the stages raise with context: show the message, not
-    # Python's "[Errno N]" prefix (the caller reads one line, as from runc).
-    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
-        text = f"{text}: {e.filename}"
-    from .errors import HookError
-
-    try:
-        sync.send(sock, sync.ERROR, msg=text, hook=isinstance(e, HookError))
-    except OSError:
-        print(f"ocirun init: {text}", file=sys.stderr)
+from .. import sync
+from ..kernel import linux as k
+from ..pathsafe import O_PATH
+from .common import (become_namespace_root, debug, exec_process, load_seccomp, prepare_exec_state,
+                     preimport, report)
 
 
 # ------------------------------------------------------------------------------------------------
 def stage1(sock, msg: dict, fds: list[int]) -> None:
-    from .config import Spec
-    from .plan import JOIN_ORDER, NAMESPACES
+    """Stage 1, from CONFIG to the fork of stage 2 (steps [0]–[3]).  Never returns."""
+    from ..config import Spec
+    from ..plan import JOIN_ORDER, NAMESPACES
 
+    # [0] CONFIG (received by ocirun.stage.entry)
     spec = Spec.parse(msg["spec"], msg["bundle"])
     linux = spec.linux
     # runc's words for this step (its nsexec), which runc's debug tests and users' scripts look for.
-    _debug(sock, msg, "nsexec container setup: joining and creating the container's namespaces")
+    debug(sock, msg, "nsexec container setup: joining and creating the container's namespaces")
     _preimport(spec)
     # Up to here only Python work, done while the parent moves us into the cgroup: every kernel object
     # of the container (namespaces, its processes, their memory) is made after we are in it.
+    # [1] CGROUP_JOINED
     sync.recv(sock, sync.CGROUP_JOINED)
 
     # Files we need later are opened now, as the runtime's user: inside a new user namespace
@@ -95,7 +55,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     # The same on the host as inside; read from the runtime's /proc, which the container cannot touch.
     handles = {"last_cap": k.cap_last_cap()}
 
-    # [1] Join the namespaces given by path: open them all first (paths resolve in the runtime
+    # Join the namespaces given by path: open them all first (paths resolve in the runtime
     # mount namespace), then setns in order, user first.
     joins = []
     for nstype in JOIN_ORDER:
@@ -113,7 +73,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     if linux.seccomp and linux.seccomp.get("listenerPath") and (msg.get("seccomp") or {}).get("needsListener"):
         # Connect to the seccomp agent now: after pivot_root its socket path is out of reach.
         # Without an SCMP_ACT_NOTIFY rule listenerPath is ignored (config-linux.md): no connection.
-        from .seccomp.notify import connect_listener
+        from ..seccomp.notify import connect_listener
 
         handles["listener"] = connect_listener(linux.seccomp["listenerPath"])
     if mntns is not None and mntns.path:  # the rootfs path means what it means in the joined namespace
@@ -124,7 +84,8 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     os.fchdir(root_fd)
     os.close(root_fd)
 
-    # [2] A new user namespace first: the parent writes our maps, then we become its root.
+    # [2] A new user namespace first: the parent writes our maps (USERNS_READY → USERNS_MAPPED),
+    # then we become its root.
     userns = linux.namespace("user")
     if userns is not None and not userns.path:
         # A non-root parent can open our /proc/<pid>/{uid,gid}_map only while we are dumpable
@@ -137,8 +98,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
         sync.recv(sock, sync.USERNS_MAPPED)
         if unprivileged:
             k.prctl(k.PR_SET_DUMPABLE, 0)
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
+        become_namespace_root()
     flags = 0
     if mntns is None:
         # No mount namespace: the container inherits the runtime's.  Its filesystem is built in a
@@ -151,7 +111,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
         # The container's own cgroup per hierarchy, for the cgroup mount of stage 2: read here, in its
         # cgroups and still outside a new cgroup namespace (inside, every path reads "/").
-        from .rootfs import own_cgroup_binds
+        from ..rootfs import own_cgroup_binds
 
         handles["cgroup_binds"] = own_cgroup_binds()
     if flags:
@@ -160,8 +120,8 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     if linux.namespace("time") is not None and linux.timeOffsets:
         _write_time_offsets(linux.timeOffsets)
 
-    # [3] Fork: in a new pid namespace the child is pid 1; time namespaces also apply to children.
-    _debug(sock, msg, "child process in init(): namespaces entered, forking the container's init")
+    # [3] Fork, send PID: in a new pid namespace the child is pid 1; time namespaces also apply to children.
+    debug(sock, msg, "child process in init(): namespaces entered, forking the container's init")
     pid = os.fork()
     if pid:
         sync.send(sock, sync.PID, pid=pid)
@@ -169,52 +129,30 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
     try:
         stage2(sock, spec, msg, fds, handles)
     except BaseException as e:
-        _report(sock, e)
+        report(sock, e)
         os._exit(1)
     os._exit(0)  # not reached: stage2 execs
 
 
 def _preimport(spec) -> None:
-    """Import now every module the later steps need.
-
-    Once we are in a new user namespace our uid may no longer be able to read the
-    interpreter's library directory, and after pivot_root the host's filesystem is
-    gone altogether: a lazy import there would fail.
-    """
-    import errno, fcntl, stat, struct  # noqa: F401,E401  (binascii comes with seccomp.model below)
-
-    from . import lsm, mountinfo, pathsafe, rootfs, security  # noqa: F401  (mountinfo: the cgroup mount, --no-pivot)
-    if any((spec.hooks.createContainer, spec.hooks.startContainer)):
-        from . import hooks  # noqa: F401
-        import subprocess  # noqa: F401
-    if spec.linux.personality:
-        from . import plan  # noqa: F401
-    if spec.linux.memoryPolicy is not None:
-        from . import mempolicy  # noqa: F401
+    """Import now what the later steps need (see :func:`ocirun.stage.common.preimport`), with what
+    only this stage uses: the filesystem steps and the hooks."""
     process = spec.process
-    if process is None:
-        return
-    if process.terminal:
-        from . import terminal  # noqa: F401
-    if spec.linux.seccomp:
-        from . import seccomp  # noqa: F401
-        from .kernel import seccomp as _kseccomp  # noqa: F401
-        from .seccomp import model  # noqa: F401
-        if spec.linux.seccomp.get("listenerPath"):  # notify imports json and socket (≈5 ms): only for an agent
-            from .seccomp import notify  # noqa: F401
-    if process.scheduler or process.ioPriority or process.execCPUAffinity:
-        from . import sched  # noqa: F401
-
-
-def _debug(sock, msg: dict, text: str) -> None:
-    """A debug record for the parent's log (`--debug`): the stage has no log of its own."""
-    if msg["options"].get("debug"):
-        sync.send(sock, sync.WARNING, msg=text, level="debug")
+    seccomp = bool(process is not None and spec.linux.seccomp)
+    preimport(terminal=bool(process is not None and process.terminal), seccomp=seccomp,
+              listener=seccomp and bool(spec.linux.seccomp.get("listenerPath")),
+              scheduling=bool(process is not None and (
+                  process.scheduler or process.ioPriority or process.execCPUAffinity)),
+              memory_policy=spec.linux.memoryPolicy is not None)
+    from .. import mountinfo, rootfs  # noqa: F401  (mountinfo: the cgroup mount, --no-pivot)
+    if any((spec.hooks.createContainer, spec.hooks.startContainer)):
+        from .. import hooks  # noqa: F401
+        import subprocess  # noqa: F401
 
 
 def _write_time_offsets(offsets: dict) -> None:
     """Through a private /proc handle: the mount namespace may be one joined by path."""
-    from . import procfs
+    from .. import procfs
 
     lines = []
     for clock, off in offsets.items():
@@ -225,15 +163,16 @@ def _write_time_offsets(offsets: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------
 def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
-    from . import lsm, rootfs, security
-    from .plan import mount_op
+    """Stage 2, the container's init, from CGROUP_DONE to execve (steps [4]–[7]).  Never returns."""
+    from .. import lsm, rootfs, security
+    from ..plan import mount_op
 
     opts = msg["options"]
     linux = spec.linux
     userns = linux.namespace("user") is not None
     os.setsid()
-    # Wait for our cgroup limits: applying a device list passes through deny-all, which must
-    # not race with our own mknod below.
+    # [4] CGROUP_DONE: our cgroup limits are on.  Applying a device list passes through deny-all,
+    # which must not race with our own mknod below.
     done, tree_fds = sync.recv(sock, sync.CGROUP_DONE)
     # With a user namespace, the runtime cloned the bind sources with its own credentials
     # (ocirun.bindsource): mount index → detached tree, attached below.
@@ -245,7 +184,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     fd_index = opts["fd_index"]
     console_sock = fds[fd_index["console"]] if "console" in fd_index else None
 
-    # [4] The filesystem, reached through the rootfs fd stage 1 opened.
+    # The filesystem, reached through the rootfs fd stage 1 opened.
     import _socket
 
     start_sock = _socket.socket(fileno=fds[fd_index["start"]])
@@ -275,26 +214,26 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     rootfs.dev_links(rootfd, dev_is_bind)
     if spec.process is not None:
         rootfs.ensure_cwd(rootfd, spec.process.cwd)
-    _debug(sock, msg, "init: mounts and devices in place")
+    debug(sock, msg, "init: mounts and devices in place")
 
-    # [5] Hooks before pivot_root: prestart + createRuntime in the runtime namespace (the parent),
-    # then createContainer here, in the container namespaces.
+    # [5] HOOKS → HOOKS_DONE before pivot_root: prestart + createRuntime in the runtime namespace
+    # (the parent; only when there are any), then createContainer here, in the container namespaces.
     if spec.hooks.prestart or spec.hooks.createRuntime:
         sync.send(sock, sync.HOOKS)
         sync.recv(sock, sync.HOOKS_DONE)
     if spec.hooks.createContainer:
-        from .hooks import run_phase
+        from ..hooks import run_phase
 
         run_phase("createContainer", spec.hooks.createContainer, _hook_state(msg, os.getpid()))
 
-    # [6] Switch root, then what must be done from inside.
+    # Switch root, then what must be done from inside.
     if opts.get("no_pivot"):
         rootfs.move_root(rootfd)
     else:
         rootfs.pivot(rootfd)
     os.close(rootfd)
     if linux.rootfsPropagation:
-        from .plan import PROPAGATION_ROOTFS
+        from ..plan import PROPAGATION_ROOTFS
 
         k.mount(None, "/", None, PROPAGATION_ROOTFS[linux.rootfsPropagation])
     # Every procfs write from here on (keyring label, sysctl, oom_score_adj, LSM exec labels) goes
@@ -326,12 +265,12 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     if spec.root_readonly:
         rootfs.readonly_root()
     if linux.personality:
-        from .plan import personality_value
+        from ..plan import personality_value
 
         k.personality(personality_value(linux.personality))
     _reopen_dev_null()
     if linux.memoryPolicy is not None:  # inherited by the process across execve; failing here fails `create`
-        from .mempolicy import apply as set_memory_policy
+        from ..mempolicy import apply as set_memory_policy
 
         set_memory_policy(linux.memoryPolicy)
 
@@ -349,7 +288,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         _wait_for_start(start_sock)
         _fail_after_start("process was not set in config.json: there is nothing to start")
     if process.terminal:
-        from .terminal import setup_console
+        from ..terminal import setup_console
 
         setup_console(console_sock, process.consoleSize, owner=process.user.uid)
     elif console_sock is not None:
@@ -369,7 +308,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
         sync.send(sock, sync.WARNING, msg=text, level=level)
     seccomp = None
     if linux.seccomp:
-        from . import seccomp as sc
+        from .. import seccomp as sc
 
         seccomp = sc.CompiledFilter.from_json(msg["seccomp"])
     # Check, as the target user, that cwd and the program are usable, so that `create` reports
@@ -382,14 +321,15 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     if process.capabilities is not None:  # likewise caps capset would refuse after `start`
         security.check_caps(masks)
 
-    # [7] Ready: the parent records `created`.  Block in accept() until `start` connects.
-    _debug(sock, msg, "init: closing the pipe to signal completion (ready, waiting for start)")
+    # [6] READY: the parent records `created`.  Block in accept() until `start` connects.
+    debug(sock, msg, "init: closing the pipe to signal completion (ready, waiting for start)")
     sync.send(sock, sync.READY)
     sock.close()
     _wait_for_start(start_sock)
 
-    # [8] From here errors go to `start` over its connection.  Privileges in the order that keeps each
-    # step possible (see ocirun.security), startContainer hooks, seccomp as late as possible, execve.
+    # [7] `start` connected: from here errors go to `start` over its connection.  Privileges in the
+    # order that keeps each step possible (see ocirun.security), seccomp as late as possible,
+    # startContainer hooks, execve.
     try:
         _exec_sequence(spec, process, path, msg, opts, seccomp, masks, last_cap, setgroups, handles)
     except BaseException as e:
@@ -398,12 +338,12 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
 
 def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, masks: dict, last_cap: int,
                    setgroups: bool, handles: dict) -> None:
-    """[8] after `start`: exec state, LSM labels, privileges, startContainer hooks, seccomp, execve."""
-    from . import lsm, security
+    """[7] after `start`: exec state, LSM labels, privileges, startContainer hooks, seccomp, execve."""
+    from .. import lsm, security
 
     # Before any seccomp filter is loaded (it may forbid close_range or rt_sigaction): every
     # fd above stdio and --preserve-fds becomes close-on-exec, signals go back to defaults.
-    _prepare_exec_state(opts.get("preserve_fds", 0))
+    prepare_exec_state(opts.get("preserve_fds", 0))
     # LSM labels for the execve, while we may still open our attr files (non-dumpable: root's)
     # and before any seccomp filter; they also apply to startContainer hooks (as in runc).
     lsm.set_exec_labels(process.apparmorProfile, process.selinuxLabel, handles.get("procfs"))
@@ -418,10 +358,10 @@ def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, mas
         # runs under the container's filter either way (one whose syscall it forbids fails `start`).
         _load_seccomp(seccomp, msg, handles.get("listener"))
     if spec.hooks.startContainer:
-        from .hooks import run_phase
+        from ..hooks import run_phase
 
         run_phase("startContainer", spec.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
-    exec_process(path, process.args, process.env, opts.get("preserve_fds", 0))
+    exec_process(path, process.args, process.env)
 
 
 def _reopen_dev_null() -> None:
@@ -483,38 +423,13 @@ def _fail_after_start(text: str) -> None:
     os._exit(1)
 
 
-def _prepare_exec_state(preserve_fds: int) -> None:
-    """Every fd above stdio + preserved ones becomes close-on-exec: no host fd reaches the
-    container (CVE-2024-21626 class), including ones we do not know about; signal
-    dispositions and mask go back to the defaults (Python ignores SIGPIPE and SIGXFSZ)."""
-    k.close_range(3 + preserve_fds, 0xFFFFFFFF, 4)  # CLOSE_RANGE_CLOEXEC
-    for i in range(3, 3 + preserve_fds):
-        try:
-            os.set_inheritable(i, True)
-        except OSError:
-            pass
-    k.reset_signals()
-
-
-def exec_process(path: str, args: list[str], env: list[str], preserve_fds: int) -> None:
-    """execve the user program; fds and signals were prepared by _prepare_exec_state.
-
-    Anything opened since (hooks' pipes, the seccomp listener) was opened close-on-exec.
-    """
-    envp = {}
-    for e in env:
-        key, _, value = e.partition("=")
-        envp[key] = value
-    os.execve(path, args, envp)
-
-
 def _procfs_handle(spec):
     """The private /proc handle of stage 2, or None when nothing will be written to procfs."""
     process = spec.process
     if not (spec.linux.sysctl or (process is not None and (
             process.oomScoreAdj is not None or process.selinuxLabel or process.apparmorProfile))):
         return None
-    from .procfs import Procfs
+    from ..procfs import Procfs
 
     return Procfs()
 
@@ -526,18 +441,7 @@ def _hook_state(msg: dict, pid: int, status: str = "creating") -> dict:
     return st
 
 
-def _load_seccomp(compiled, msg: dict, listener_conn) -> None:
-    from . import seccomp as sc
-
-    fd = sc.load(compiled)
-    if fd is not None:  # NEW_LISTENER: only with a listenerPath, so _preimport loaded notify
-        from .seccomp.notify import send_state
-
-        state = dict(msg["state"])
-        state["pid"] = os.getpid()
-        send_state(listener_conn, fd, state, msg["spec"]["linux"]["seccomp"].get("listenerMetadata"))
-        os.close(fd)
-
-
-if __name__ == "__main__":  # python -I -S -m ocirun.init (unused by create; handy for debugging)
-    main()
+def _load_seccomp(compiled, msg: dict, listener) -> None:
+    state = dict(msg["state"])
+    state["pid"] = os.getpid()
+    load_seccomp(compiled, listener, state, msg["spec"]["linux"]["seccomp"].get("listenerMetadata"), state["pid"])
