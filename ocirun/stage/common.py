@@ -11,6 +11,7 @@ import os
 import sys
 
 from .. import sync
+from ..kernel import identity
 from ..kernel import linux as k
 
 #: The stage's comm (/proc/PID/comm, at most 15 bytes) until execve replaces it.  ``INIT_COMM`` is how
@@ -72,8 +73,8 @@ def report(sock, e: BaseException) -> None:
 def become_namespace_root() -> None:
     """In a user namespace we just created or joined: become its root (the ids we came with may be
     unmapped there)."""
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
+    identity.setresgid(0, 0, 0)
+    identity.setresuid(0, 0, 0)
 
 
 def prepare_exec_state(preserve_fds: int) -> None:

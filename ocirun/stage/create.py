@@ -26,6 +26,7 @@ import _signal as signal  # not `signal`: it imports enum, a cost paid by every 
 import sys
 
 from .. import sync
+from ..kernel import identity
 from ..kernel import linux as k
 from ..pathsafe import O_PATH
 from .common import (become_namespace_root, debug, exec_process, load_seccomp, prepare_exec_state,
@@ -170,7 +171,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     opts = msg["options"]
     linux = spec.linux
     userns = linux.namespace("user") is not None
-    os.setsid()
+    identity.setsid()
     # [4] CGROUP_DONE: our cgroup limits are on.  Applying a device list passes through deny-all,
     # which must not race with our own mknod below.
     done, tree_fds = sync.recv(sock, sync.CGROUP_DONE)

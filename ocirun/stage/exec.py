@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 
 from .. import sync
+from ..kernel import files, identity
 from ..kernel import linux as k
 from ..plan import PROC_NS_FLAGS
 from .common import (become_namespace_root, debug, exec_process, load_seccomp, prepare_exec_state,
@@ -73,7 +74,7 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
         try:
             if name == "root":  # no mount namespace: the init's root, a detached tree in ours
                 os.fchdir(fds[i])
-                os.chroot(".")
+                files.chroot(".")
                 os.chdir("/")
             else:
                 k.setns(fds[i], PROC_NS_FLAGS[name])
@@ -112,7 +113,7 @@ def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, j
     opts["host_pid"] = done.get("pid")
     if joined_user:
         become_namespace_root()
-    os.setsid()
+    identity.setsid()
     if opts.get("memory_policy") is not None:  # before seccomp, which may forbid set_mempolicy
         from ..mempolicy import apply as set_memory_policy  # imported before the setns by preimport
 

@@ -30,12 +30,6 @@ PRIVILEGED = {
 }
 PRIVILEGED["posix"] = PRIVILEGED["os"]
 
-#: The create and exec stages, on their way into ``ocirun/stage/`` (a separate change): they still
-#: make some of these calls themselves (setsid, setresuid/setresgid, chroot) until the move lands and
-#: puts them behind the seam.  Remove each entry once its module is clean.
-PENDING_STAGE_MODULES = ("init.py", "exec_init.py", "stage/")
-
-
 def _sources():
     for dirpath, dirnames, filenames in os.walk(PACKAGE):
         dirnames[:] = [d for d in dirnames if d != "__pycache__"]
@@ -45,10 +39,6 @@ def _sources():
         for name in filenames:
             if name.endswith(".py"):
                 yield os.path.normpath(os.path.join(rel_dir, name)).replace(os.sep, "/")
-
-
-def _pending(rel: str) -> bool:
-    return any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in PENDING_STAGE_MODULES)
 
 
 def privileged_uses(source: str) -> list[tuple[int, str]]:
@@ -76,17 +66,10 @@ def privileged_uses(source: str) -> list[tuple[int, str]]:
 def test_no_privileged_call_outside_the_kernel_seam():
     offenders = []
     for rel in _sources():
-        if _pending(rel):
-            continue
         with open(os.path.join(PACKAGE, rel)) as f:
             for line, call in privileged_uses(f.read()):
                 offenders.append(f"ocirun/{rel}:{line}: {call}")
     assert not offenders, "privileged calls outside ocirun/kernel/ (add a wrapper there):\n" + "\n".join(offenders)
-
-
-def test_the_pending_list_names_only_stage_modules():
-    """The allowance is for the stage move alone, not a place to park other modules."""
-    assert set(PENDING_STAGE_MODULES) <= {"init.py", "exec_init.py", "stage/"}
 
 
 @pytest.mark.parametrize("source,expected", [
