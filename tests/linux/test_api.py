@@ -126,7 +126,7 @@ def test_typed_errors(oci, api, tmp_path):
 
 
 def test_error_hierarchy_stays_compatible():
-    from ocirun.exec import ExecFailed, ExecRefused
+    from ocirun.exec_process import ExecFailed, ExecRefused
 
     assert errors.InvalidConfig is errors.ConfigError
     assert issubclass(errors.NotRunning, errors.InvalidState)
