@@ -99,3 +99,19 @@ def test_version_has_runcs_three_lines(capsys, flag):
                                          ("-c", "ocirun"), ("", "ocirun")])
 def test_program_name_is_the_name_we_were_called_by(argv0, name):
     assert helptext.program_name(argv0) == name
+
+
+@pytest.mark.parametrize("cmd", sorted(cli.COMMANDS))
+def test_every_command_has_an_entry_and_an_argument_count(cmd):
+    """The tables agree: each command has its flags, its argument count and a callable entry, and no
+    table names a command the others lack."""
+    import importlib
+
+    assert set(cli.ENTRY) == set(cli.COMMANDS) == set(cli.ARITY)
+    module, func = cli.ENTRY[cmd].split(":")
+    assert callable(getattr(importlib.import_module("ocirun" + module), func))
+
+
+def test_state_of_a_missing_container_prints_runcs_line(capsys, tmp_path):
+    code, out, err = _run(capsys, "--root", str(tmp_path), "state", "nosuch")
+    assert (code, out, err) == (1, "", "ocirun: container nosuch does not exist\n")
