@@ -1,7 +1,7 @@
 """Launch a new process in a created or running container: the runtime's side of `exec`.
 
-    ocirun exec (this module)                exec stage (ocirun.exec_init, python -I -S)
-    ─────────────────────────                ───────────────────────────────────────────
+    Runtime.exec (this module)               exec stage (ocirun.exec_init, python -I -S)
+    ──────────────────────────               ───────────────────────────────────────────
     load the state; refuse stopped, paused
     the process: --process FILE, or the
       kept config's process + flags
