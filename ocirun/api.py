@@ -7,8 +7,8 @@
     print(result.exit_code, result.stdout)
 
 One code path with the CLI: both drive :class:`ocirun.container.Runtime` (create, start, state,
-kill, delete, list) and :func:`ocirun.exec.execute`; this module adds what a caller in Python
-needs on top — typed results (:class:`State`, :class:`Result`), captured output, timeouts,
+kill, delete, list, exec, update, pause, resume, pids, stats, events); this module adds what a caller
+in Python needs on top — typed results (:class:`State`, :class:`Result`), captured output, timeouts,
 and the errors of :mod:`ocirun.errors` raised as they are instead of printed.  The CLI does not
 import it, so `ocirun state` pays nothing for it (``dataclasses`` alone costs more than `state`).
 
@@ -267,6 +267,39 @@ class Runtime:
 
         return inspect(self.root, cid)
 
+    # -- a running container's processes and resources ------------------------------------------
+    def pause(self, cid: str) -> None:
+        """`ocirun pause`: freeze every process of the container."""
+        self._core.pause(cid)
+
+    def resume(self, cid: str) -> None:
+        """`ocirun resume`: thaw a paused container."""
+        self._core.resume(cid)
+
+    def ps(self, cid: str) -> list[int]:
+        """`ocirun ps --format json`: the pids of every process in the container's cgroup."""
+        return self._core.pids(cid)
+
+    def update(self, cid: str, resources: dict) -> dict:
+        """`ocirun update --resources`: ``resources`` is a LinuxResources object (config.json's
+        ``linux.resources``, only what changes; checked against the schema).  Returns every resource
+        updates have set so far."""
+        from . import schema
+
+        schema.check(resources, "resources", source="resources")
+        return self._core.update(cid, resources)
+
+    def stats(self, cid: str) -> dict:
+        """`ocirun events --stats`'s data: the container's resource usage, in runc's shape."""
+        return self._core.stats(cid)
+
+    def events(self, cid: str, interval: float = 5.0):
+        """`ocirun events`: an iterator of runc's event records (``{"type": "stats", "id", "data"}``
+        every ``interval`` seconds, ``{"type": "oom", "id"}`` on each OOM) that ends when the container
+        stops.  A failed stats read is logged (logger ``ocirun``) and skipped, as runc does."""
+        log = self._core.log
+        return self._core.events(cid, interval, on_error=lambda e: log.warning(str(e)))
+
     # -- processes with their output ----------------------------------------------------------
     def run(self, cid: str, bundle: str, *, input: bytes | str | None = None, timeout: float | None = None,
             keep: bool = False) -> Result:
@@ -304,20 +337,16 @@ class Runtime:
 
         ``env`` adds to the container's environment (``["K=V"]`` or a dict), ``user`` is ``uid[:gid]``.
         """
-        from .exec import ExecOptions, execute
+        from .exec_process import ExecOptions
 
         if isinstance(env, dict):
             env = [f"{k}={v}" for k, v in env.items()]
         cap = _Capture(input)
         try:
-            with tempfile.TemporaryDirectory(prefix="ocirun-api-") as tmp:
-                pid_file = os.path.join(tmp, "pid")
-                opts = ExecOptions(args=list(args), tty=False, detach=True, pid_file=pid_file, cwd=cwd,
-                                   env=list(env or []), user=user, ignore_paused=ignore_paused, stdio=cap.fds)
-                with _adopting():
-                    execute(self._core, cid, opts)
-                with open(pid_file) as f:
-                    pid = int(f.read())
+            opts = ExecOptions(args=list(args), tty=False, detach=True, cwd=cwd, env=list(env or []), user=user,
+                               ignore_paused=ignore_paused, stdio=cap.fds)
+            with _adopting():
+                pid = self._core.exec(cid, opts).pid
             code = _wait(pid, timeout)
             if code is None:
                 _kill_and_reap(pid)

@@ -1,8 +1,11 @@
-"""The state machine: create, start, state, kill, delete, list, run.
+"""The containers under one state root, and every operation on them: the library behind the commands.
 
-Each operation takes the container's lock, derives the status from the
-process (never from the file alone) and refuses what runtime.md forbids in that
-status, with runc's wording.
+The state machine (create, start, state, kill, delete, list) is here; so are pause and resume and the
+process list.  exec, update and the resource statistics and events are methods here too, carried out by
+:mod:`ocirun.exec`, :mod:`ocirun.update` and :mod:`ocirun.events` (imported when called).  Each operation
+takes the container's lock where it changes something, derives the status from the process (never from
+the file alone) and refuses what runtime.md forbids in that status, with runc's wording.  Methods return
+values and raise :class:`ocirun.errors.OciError`; printing and exit statuses are ocirun.commands'.
 """
 from __future__ import annotations
 
@@ -29,6 +32,14 @@ class Runtime:
         sd = self._dir(cid)
         st = sd.load()
         return sd, refresh(sd, st)
+
+    def existing(self, cid: str) -> StateDir:
+        """The container's state dir; ContainerNotFound (runc's wording) when there is none.  Commands
+        call it first where runc looks the container up before reading the rest of its arguments."""
+        sd = self._dir(cid)
+        if not sd.exists():
+            sd.load()  # raises ContainerNotFound with runc's wording
+        return sd
 
     # -- create ---------------------------------------------------------------------------------
     def create(self, cid: str, opts) -> ContainerState:
@@ -194,6 +205,86 @@ class Runtime:
             self._destroy(sd, st, _saved_hooks(st))
         finally:
             os.close(lock)
+
+    # -- pause / resume ---------------------------------------------------------------------------
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the container (its cgroup's freezer)."""
+        sd = self.existing(cid)
+        lock = sd.lock()
+        try:
+            st = refresh(sd, sd.load())
+            # runc: only a running or created container can be paused ("container not running"
+            # otherwise, also for one that is already paused)
+            if st.status not in (RUNNING, CREATED):
+                raise NotRunning()
+            from .cgroups import manager_of
+
+            mgr = manager_of(st)
+            if mgr.is_frozen():
+                raise NotRunning()
+            mgr.freeze()
+        finally:
+            os.close(lock)
+
+    def resume(self, cid: str) -> None:
+        """Thaw a paused container."""
+        sd = self.existing(cid)
+        lock = sd.lock()
+        try:
+            st = refresh(sd, sd.load())
+            # refresh() reports "paused" only for a started container; a created one that was paused is
+            # frozen too, and runc resumes both
+            if st.status not in (RUNNING, CREATED, PAUSED) or not st.cgroup:
+                raise InvalidState("container not paused")
+            from .cgroups import manager_of
+
+            mgr = manager_of(st)
+            if not mgr.is_frozen():
+                raise InvalidState("container not paused")
+            mgr.thaw()
+        finally:
+            os.close(lock)
+
+    # -- the container's processes, resources and events ------------------------------------------
+    def pids(self, cid: str) -> list[int]:
+        """Every process in the container's cgroup, as pids in our pid namespace (`ps`)."""
+        sd = self.existing(cid)
+        st = refresh(sd, sd.load())
+        if not st.cgroup:
+            return []
+        from .cgroups import manager_of
+
+        try:
+            return manager_of(st).pids()
+        except OciError as e:
+            raise OciError(f"unable to get all container pids: {e}") from None
+
+    def exec(self, cid: str, opts):
+        """Run a new process in the container (:class:`ocirun.exec_process.ExecOptions`); its
+        :class:`ocirun.exec.ExecResult`: the pid, and the exit status unless ``opts.detach``."""
+        from .exec import execute
+
+        return execute(self, cid, opts)
+
+    def update(self, cid: str, resources: dict, l3_cache_schema: str | None = None,
+               mem_bw_schema: str | None = None) -> dict:
+        """Change the container's resource limits (ocirun.update); every resource set so far."""
+        from .update import update
+
+        return update(self.existing(cid), self.log, resources, l3_cache_schema, mem_bw_schema)
+
+    def stats(self, cid: str) -> dict:
+        """The container's resource usage, as runc's ``events --stats`` data (ocirun.events)."""
+        from .events import stats
+
+        return stats(self.existing(cid))
+
+    def events(self, cid: str, interval: float, on_error=None):
+        """runc's event records (stats every ``interval`` seconds, OOM notices) until the container
+        stops: an iterator (ocirun.events.watch)."""
+        from .events import watch
+
+        return watch(self.existing(cid), interval, on_error)
 
     def _destroy(self, sd: StateDir, st: ContainerState, hooks) -> None:
         """Step 12 (undo create: ocirun.teardown) then step 13 (poststop hooks, failures are warnings)."""

@@ -1,7 +1,7 @@
-"""`ocirun exec`: start a new process in a created or running container (the runtime's side).
+"""Launch a new process in a created or running container: the runtime's side of `exec`.
 
-    ocirun exec (this module)                exec stage (ocirun.stage.exec, python -I -S)
-    ─────────────────────────                ───────────────────────────────────────────
+    Runtime.exec (this module)               exec stage (ocirun.stage.exec, python -I -S)
+    ──────────────────────────               ───────────────────────────────────────────
     load the state; refuse stopped, paused
     the process: --process FILE, or the
       kept config's process + flags
@@ -20,12 +20,13 @@
                                              [3] console, preflight, user, caps, NNP, seccomp
     ◀──────────────────────── READY ─────────
                                              [4] execve (the socket is close-on-exec)
-    EOF = exec'd; pid file; --detach returns now, else wait, forward signals, exit with its status
+    EOF = exec'd; pid file; --detach returns now, else wait, forward signals, return its status
 
 With ``--detach`` we are not a subreaper, so when the stage exits the process is
 re-parented to the caller (conmon and containerd's shim are subreapers) and no
 ocirun process stays behind.  In the foreground we are the subreaper and wait.
-Errors are worded as runc words them (``exec failed: ...``; exit status 255).
+Errors are worded as runc words them; ocirun.commands.exec prints them as ``exec failed: ...`` with
+exit status 255.  The process object itself is built and checked by :mod:`ocirun.exec_process`.
 """
 from __future__ import annotations
 
@@ -33,236 +34,24 @@ import os
 import _signal as signal  # the C module: `signal` imports enum (≈2 ms of every exec)
 
 from . import sync
-from .errors import InvalidState, OciError
-from .records import Record, factory  # not dataclasses: it imports inspect (≈10 ms of every exec)
+from .exec_process import ExecFailed, ExecOptions, ExecRefused, build_process, check_terminal, parse_sub_cgroups
+from .records import Record  # not dataclasses: it imports inspect (≈10 ms of every exec)
 
-ENV_INITMODE = "_OCIRUN_INITMODE"
-EXIT_FAILED = 255  # runc's exit status when exec itself fails
+__all__ = ["execute", "ExecResult", "ExecOptions", "ExecFailed", "ExecRefused", "open_namespaces"]
 
-
-class ExecFailed(OciError):
-    """exec did not start the process (printed as ``exec failed: ...``)."""
+EXIT_FAILED = 255  # runc's exit status when exec itself fails (also the status of a process we cannot wait for)
 
 
-class ExecRefused(ExecFailed, InvalidState):
-    """exec refused in the container's status (stopped, paused): an InvalidState for the Python API."""
+class ExecResult(Record):
+    """A launched process: its pid (in our pid namespace) and, unless detached, its exit status
+    (128+N when killed by signal N)."""
+
+    pid: int
+    status: int | None = None
 
 
-class ExecOptions(Record):
-    process_file: str | None = None
-    args: list[str] = factory(list)
-    tty: bool | None = None
-    console_socket: str | None = None
-    pidfd_socket: str | None = None
-    detach: bool = False
-    pid_file: str | None = None
-    cwd: str | None = None
-    env: list[str] = factory(list)
-    user: str | None = None
-    additional_gids: list[str] = factory(list)
-    caps: list[str] = factory(list)
-    no_new_privs: bool | None = None
-    process_label: str | None = None
-    apparmor: str | None = None
-    preserve_fds: int = 0
-    cgroups: list[str] = factory(list)
-    ignore_paused: bool = False
-    stdio: tuple | None = None  # (stdin, stdout, stderr) fds for the process instead of ours (ocirun.api)
-
-
-def _many(value) -> list[str]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def options_from_flags(args: list[str], flags: dict) -> ExecOptions:
-    return ExecOptions(
-        process_file=flags.get("process"),
-        args=list(args),
-        tty=bool(flags["tty"]) if "tty" in flags else None,
-        console_socket=flags.get("console-socket"),
-        pidfd_socket=flags.get("pidfd-socket"),
-        detach=bool(flags.get("detach")),
-        pid_file=flags.get("pid-file"),
-        cwd=flags.get("cwd"),
-        env=_many(flags.get("env")),
-        user=flags.get("user"),
-        additional_gids=_many(flags.get("additional-gids")),
-        caps=_many(flags.get("cap")),
-        no_new_privs=bool(flags["no-new-privs"]) if "no-new-privs" in flags else None,
-        process_label=flags.get("process-label"),
-        apparmor=flags.get("apparmor"),
-        preserve_fds=flags.get("preserve-fds", 0),  # checked and counted by ocirun.cli.preserved_fds
-        cgroups=_many(flags.get("cgroup")),
-        ignore_paused=bool(flags.get("ignore-paused")),
-    )
-
-
-def cmd_exec(rt, args: list[str], flags: dict, g: dict) -> int:
-    """CLI entry: ``exec [options] <container-id> <command> [args...]``."""
-    from .cli import _fail
-
-    try:
-        opts = options_from_flags(args[1:], flags)
-        return execute(rt, args[0], opts)
-    except (OciError, OSError) as e:
-        from .cli import _describe
-
-        text = str(e) if isinstance(e, OciError) else _describe(e)
-        _fail(rt.log, f"exec failed: {text}")
-        return EXIT_FAILED
-
-
-# ------------------------------------------------------------------------------------------------
-def build_process(opts: ExecOptions, conf: dict | None) -> dict:
-    """The process object to run: the --process file as is, or config.json's process with the flags
-    applied (runc's getProcess).  Checked as runc checks it, then against the process schema.
-
-    ``conf``: the container's config as create kept it (ocirun.state.StateDir.load_config); used only
-    without --process, and left unchanged (its process is copied before the flags are applied)."""
-    from . import schema
-
-    if opts.process_file:
-        from .config import read_json
-
-        raw = read_json(opts.process_file, "process file")
-        source = os.path.basename(opts.process_file) if opts.process_file != "-" else "process"
-    else:
-        if not opts.args:
-            raise ExecFailed("process args cannot be empty")
-        raw = dict(conf.get("process") or {})
-        source = "config.json"
-        raw["args"] = list(opts.args)
-        if opts.cwd:
-            raw["cwd"] = opts.cwd
-        if opts.apparmor:
-            raw["apparmorProfile"] = opts.apparmor
-        if opts.process_label:
-            raw["selinuxLabel"] = opts.process_label
-        if opts.caps:
-            caps = {k: list(v or []) for k, v in (raw.get("capabilities") or {}).items()}
-            for name in ("bounding", "effective", "permitted"):
-                caps[name] = caps.get(name, []) + opts.caps
-            if caps.get("inheritable"):  # ambient needs inheritable: only when the spec has some
-                caps["ambient"] = caps.get("ambient", []) + opts.caps
-            raw["capabilities"] = caps
-        raw["env"] = list(raw.get("env") or []) + opts.env
-        raw["terminal"] = bool(opts.tty)
-        if opts.no_new_privs is not None:
-            raw["noNewPrivileges"] = opts.no_new_privs
-        user = dict(raw.get("user") or {"uid": 0, "gid": 0})
-        if opts.user:
-            uid, sep, gid = opts.user.partition(":")
-            if sep:
-                user["gid"] = _atoi(gid, "gid")
-            user["uid"] = _atoi(uid, "uid")
-        gids = list(user.get("additionalGids") or [])
-        for g in opts.additional_gids:
-            n = _atoi(g, "additional-gids")
-            if n < 0:
-                raise ExecFailed(f"additional-gids must be a positive number {n}")
-            gids.append(n)
-        if gids:
-            user["additionalGids"] = gids
-        raw["user"] = user
-    _validate_process(raw)
-    schema.check(raw, "process", source=source)
-    return raw
-
-
-def _atoi(text: str, what: str) -> int:
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise ExecFailed(f'parsing {text} as int for {what} failed: strconv.Atoi: parsing "{text}": '
-                         f'invalid syntax') from None
-
-
-def _validate_process(raw: dict) -> None:
-    """runc's validateProcessSpec, with its wording."""
-    cwd = raw.get("cwd")
-    if not cwd:
-        raise ExecFailed("Cwd property must not be empty")
-    if not isinstance(cwd, str) or not cwd.startswith("/"):
-        raise ExecFailed("Cwd must be an absolute path")
-    if not raw.get("args"):
-        raise ExecFailed("args must not be empty")
-    for pair in raw.get("env") or ():  # runc's populateProcessEnvironment, its wording
-        name, eq, _ = pair.partition("=") if isinstance(pair, str) else ("", "", "")
-        if not eq:
-            raise ExecFailed("invalid environment variable: missing '='")
-        if not name:
-            raise ExecFailed("invalid environment variable: name cannot be empty")
-    if raw.get("selinuxLabel"):
-        from .lsm import selinux_enabled
-
-        if not selinux_enabled():
-            raise ExecFailed("selinux label is specified in config, but selinux is disabled or not supported")
-    if raw.get("apparmorProfile"):
-        from .lsm import apparmor_enabled
-
-        if not apparmor_enabled():
-            raise ExecFailed("unable to start container process: apparmor failed to apply profile: "
-                             "AppArmor is not enabled on this host")
-
-
-def check_terminal(terminal: bool, detach: bool, console_socket: str | None) -> None:
-    """runc's checkTerminal."""
-    if detach and terminal and not console_socket:
-        raise ExecFailed("cannot allocate tty if runc will detach without setting console socket")
-    if (not detach or not terminal) and console_socket:
-        raise ExecFailed("cannot use console socket if runc will not detach or allocate tty")
-
-
-def parse_sub_cgroups(values: list[str]) -> dict[str, str]:
-    """``--cgroup [<controller>[,<controller>...]:]<path>`` (repeatable) → controller → sub-path
-    ("" = every controller; allowed once, alone)."""
-    out: dict[str, str] = {}
-    for v in values:
-        parts = v.split(":")
-        if len(parts) > 2:
-            raise ExecFailed(f"invalid --cgroup argument: {v}")
-        if len(parts) == 1:
-            if len(values) != 1:
-                raise ExecFailed(f"invalid --cgroup argument: {v} (missing <controller>: prefix)")
-            out[""] = v
-            continue
-        for ctrl in parts[0].split(","):
-            if not ctrl:
-                raise ExecFailed(f"invalid --cgroup argument: {v}")
-            if ctrl in out:
-                raise ExecFailed(f"invalid --cgroup argument: {v} (duplicated controller: {ctrl})")
-            out[ctrl] = parts[1]
-    return out
-
-
-def _sub_dirs(mgr, subs: dict[str, str]) -> list[str]:
-    """The existing sub-cgroup directories to join, below the container's own."""
-    paths = dict(getattr(mgr, "paths", None) or {"": mgr.path})
-    out = []
-    for ctrl, sub in subs.items():
-        rel = os.path.normpath(sub.lstrip("/") or ".")
-        if rel == ".." or rel.startswith("../"):  # refused, as runc does, rather than clamped
-            raise ExecFailed(f"{sub} is not a sub cgroup path")
-        rel = "" if rel == "." else rel
-        if ctrl == "":
-            bases = list(dict.fromkeys(paths.values()))
-        else:
-            keys = [key for key in paths if ctrl in key.split(",")] or ([""] if "" in paths and
-                                                                        len(paths) == 1 else [])
-            if not keys:
-                raise ExecFailed(f"unknown controller {ctrl} in SubCgroupPaths")  # runc's words
-            bases = [paths[key] for key in keys]
-        for base in bases:
-            d = os.path.join(base, rel) if rel else base
-            if d not in out:
-                out.append(d)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-def execute(rt, cid: str, opts: ExecOptions) -> int:
+def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
+    """Run ``opts``' process in container ``cid`` (``rt``: an :class:`ocirun.container.Runtime`)."""
     from .state import PAUSED, STOPPED
 
     sd, st = rt.load(cid)
@@ -276,7 +65,7 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
 
     # The exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we read and
     # check the process and the seccomp profile; killed and reaped if we stop before handing it over.
-    init = launcher.spawn_init({ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+    init = launcher.spawn_init({sync.ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     try:
         # The config create used, kept in the state dir: never the bundle's config.json, which may have
         # been edited (a process without the container's seccomp filter) or removed since.
@@ -313,6 +102,30 @@ def _container_seccomp(conf: dict, log) -> tuple[dict | None, dict]:
     if profile.get("listenerPath") and compiled.needs_listener:  # ignored without an SCMP_ACT_NOTIFY rule
         options.update(listener_path=profile["listenerPath"], listener_metadata=profile.get("listenerMetadata"))
     return compiled.to_json(), options
+
+
+def sub_dirs_of(mgr, subs: dict[str, str]) -> list[str]:
+    """The existing sub-cgroup directories to join, below the container's own."""
+    paths = dict(getattr(mgr, "paths", None) or {"": mgr.path})
+    out = []
+    for ctrl, sub in subs.items():
+        rel = os.path.normpath(sub.lstrip("/") or ".")
+        if rel == ".." or rel.startswith("../"):  # refused, as runc does, rather than clamped
+            raise ExecFailed(f"{sub} is not a sub cgroup path")
+        rel = "" if rel == "." else rel
+        if ctrl == "":
+            bases = list(dict.fromkeys(paths.values()))
+        else:
+            keys = [key for key in paths if ctrl in key.split(",")] or ([""] if "" in paths and
+                                                                        len(paths) == 1 else [])
+            if not keys:
+                raise ExecFailed(f"unknown controller {ctrl} in SubCgroupPaths")  # runc's words
+            bases = [paths[key] for key in keys]
+        for base in bases:
+            d = os.path.join(base, rel) if rel else base
+            if d not in out:
+                out.append(d)
+    return out
 
 
 def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = False) -> list[tuple[str, int]]:
@@ -352,7 +165,7 @@ def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = 
 
 
 def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, seccomp_wire, from_config: dict,
-            paused: bool, init: tuple) -> int:
+            paused: bool, init: tuple) -> ExecResult:
     """``init``: (pid, socket) of the exec stage, spawned by :func:`execute`; ours to kill and reap on failure."""
     from . import launcher
     from .cgroups import from_state
@@ -362,7 +175,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
     try:
         process = Process.parse(raw)
         mgr = from_state(st.cgroup) if st.cgroup else None
-        sub_dirs = _sub_dirs(mgr, subs) if (mgr is not None and subs) else []
+        sub_dirs = sub_dirs_of(mgr, subs) if (mgr is not None and subs) else []
         namespaces = open_namespaces(st.pid, st.pid_start,
                                      root=bool(st.namespaces) and "mount" not in st.namespaces)
     except BaseException:
@@ -446,7 +259,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
         if opts.pid_file:
             launcher.write_pid_file(opts.pid_file, final)
         if opts.detach:
-            return 0
+            return ExecResult(pid=final)
         forward.target(final)
         sock.close()
         sock = None
@@ -457,10 +270,10 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             tty_sock.close()
             tty_sock = None
             try:
-                return attach(master, forward)
+                return ExecResult(pid=final, status=attach(master, forward))
             finally:
                 os.close(master)
-        return forward.wait(on_no_child=EXIT_FAILED)
+        return ExecResult(pid=final, status=forward.wait(on_no_child=EXIT_FAILED))
     except BaseException:
         if started.get("stage_reaped"):
             stage = None  # its pid may belong to someone else by now

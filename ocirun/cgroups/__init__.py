@@ -10,6 +10,7 @@ Public API::
     w = mgr.oom_events(); w.wait(timeout); w.count(); w.close()
     mgr.destroy()                    # only what create() made, deepest first
     state["cgroups"] = mgr.to_state(); ... from_state(state["cgroups"])
+    mgr = manager_of(container_state) # the cgroup a container's state records (pause, update, ps...)
 
 Path semantics and mode detection: :mod:`ocirun.cgroups.paths`.  Drivers: :mod:`.v1` (also hybrid) and
 :mod:`.v2`; ``--systemd-cgroup``: :mod:`.systemd` (a transient scope over D-Bus, :mod:`.dbus`, then the
@@ -22,7 +23,7 @@ from .base import Manager
 from .paths import MODE_HYBRID, MODE_UNIFIED, MODE_V1, detect
 from ..errors import CgroupError
 
-__all__ = ["Manager", "for_container", "from_state", "detect_mode", "CgroupError",
+__all__ = ["Manager", "for_container", "from_state", "manager_of", "detect_mode", "CgroupError",
            "MODE_V1", "MODE_HYBRID", "MODE_UNIFIED"]
 
 
@@ -78,3 +79,13 @@ def from_state(d: dict) -> Manager:
         return V2Manager(path=d["paths"][""], mount=d["mount"], **common)
     from .v1 import V1Manager
     return V1Manager(paths=d["paths"], mounts=d["mounts"], hybrid=d.get("mode") == MODE_HYBRID, **common)
+
+
+def manager_of(st) -> Manager:
+    """The manager of the cgroup container state ``st`` records (ocirun.state.ContainerState);
+    an OciError naming the container when it records none."""
+    if not st.cgroup:
+        from ..errors import OciError
+
+        raise OciError(f"container {st.id} has no cgroup recorded in its state")
+    return from_state(st.cgroup)

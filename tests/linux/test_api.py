@@ -85,6 +85,41 @@ def test_lifecycle_state_objects_and_exec(oci, api):
     assert api.list() == []
 
 
+def test_pause_resume_ps_update_stats_and_events_return_values(oci, api):
+    """The methods behind `pause`, `resume`, `ps`, `update` and `events` return values: what the CLI
+    prints comes from them."""
+    st = api.create("p1", _bundle(oci, "sleep", "60"))
+    api.start("p1")
+    try:
+        assert api.ps("p1") == [st.pid]
+        assert api.pause("p1") is None and api.state("p1").status == "paused"
+        with pytest.raises(NotRunning):
+            api.pause("p1")
+        api.resume("p1")
+        assert api.state("p1").status == "running"
+        with pytest.raises(InvalidState, match="container not paused"):
+            api.resume("p1")
+        kept = api.update("p1", {"pids": {"limit": 50}})
+        assert kept == {"pids": {"limit": 50}}
+        assert api.update("p1", {"memory": {"limit": 64 << 20}}) == {"pids": {"limit": 50},
+                                                                      "memory": {"limit": 64 << 20}}
+        with pytest.raises(InvalidConfig):
+            api.update("p1", {"pids": {"limit": "many"}})
+        data = api.stats("p1")
+        assert data["pids"]["current"] == 1 and data["pids"]["limit"] == 50
+        records = api.events("p1", interval=0.05)
+        first = next(records)
+        assert first["type"] == "stats" and first["id"] == "p1" and first["data"]["pids"]["current"] == 1
+        api.kill("p1", "KILL")
+        assert all(r["type"] in ("stats", "oom") for r in records)  # ends once the container stops
+        with pytest.raises(OciError, match="greater than 0"):
+            api.events("p1", interval=0)
+    finally:
+        api.delete("p1", force=True)
+    with pytest.raises(ContainerNotFound):
+        api.ps("p1")
+
+
 def test_typed_errors(oci, api, tmp_path):
     bundle = _bundle(oci, "sleep", "60")
     with pytest.raises(ContainerNotFound, match="container nope does not exist") as exc:
@@ -126,7 +161,7 @@ def test_typed_errors(oci, api, tmp_path):
 
 
 def test_error_hierarchy_stays_compatible():
-    from ocirun.exec import ExecFailed, ExecRefused
+    from ocirun.exec_process import ExecFailed, ExecRefused
 
     assert errors.InvalidConfig is errors.ConfigError
     assert issubclass(errors.NotRunning, errors.InvalidState)

@@ -513,8 +513,9 @@ def test_kill_all_of_paused_container(box):
 
 # ---- the pure helpers (no container needed) ----------------------------------------------------------------
 def test_helpers_sizes_durations_and_pruning():
-    from ocirun import cgroup_commands as C
-    from ocirun.cli import Usage
+    from ocirun import update as U
+    from ocirun.commands import inspect as I, update as C
+    from ocirun.commands.argv import Usage
     from ocirun.errors import ConfigError
 
     assert C.ram_in_bytes("512") == 512
@@ -523,18 +524,18 @@ def test_helpers_sizes_durations_and_pruning():
     for bad in ("abc", "-5", "1.2.3m", "10x"):
         with pytest.raises(ConfigError, match="invalid size"):
             C.ram_in_bytes(bad)
-    assert C.parse_duration("5s") == 5 and C.parse_duration("250ms") == 0.25
-    assert C.parse_duration("1m30s") == 90 and C.parse_duration("0") == 0
-    assert C.parse_duration("-1s") == -1
+    assert I.parse_duration("5s") == 5 and I.parse_duration("250ms") == 0.25
+    assert I.parse_duration("1m30s") == 90 and I.parse_duration("0") == 0
+    assert I.parse_duration("-1s") == -1
     with pytest.raises(Usage, match='invalid value "5" for flag -interval'):
-        C.parse_duration("5")
+        I.parse_duration("5")
     docker = {"memory": {"limit": 134217728, "reservation": 0, "swap": 268435456, "kernel": 0},
               "cpu": {"shares": 0, "quota": 0, "period": 0}, "blockIO": {"weight": 0}}
-    assert C.prune_unchanged(docker) == {"memory": {"limit": 134217728, "swap": 268435456}}
+    assert U.prune_unchanged(docker) == {"memory": {"limit": 134217728, "swap": 268435456}}
     # zero stays meaningful where runc's field is a pointer
-    assert C.prune_unchanged({"memory": {"swappiness": 0}, "cpu": {"idle": 0}, "pids": {"limit": 0}}) == \
+    assert U.prune_unchanged({"memory": {"swappiness": 0}, "cpu": {"idle": 0}, "pids": {"limit": 0}}) == \
         {"memory": {"swappiness": 0}, "cpu": {"idle": 0}}
-    assert C.merge({"memory": {"limit": 1, "swap": 2}}, {"memory": {"limit": 3}, "pids": {"limit": 4}}) == \
+    assert U.merge({"memory": {"limit": 1, "swap": 2}}, {"memory": {"limit": 3}, "pids": {"limit": 4}}) == \
         {"memory": {"limit": 3, "swap": 2}, "pids": {"limit": 4}}
     flags = {"memory": "-1", "cpu-share": "512", "cpu-quota": "-1", "pids-limit": "-1", "cpuset-cpus": "0"}
     assert C.resources_from_flags(flags) == {"memory": {"limit": -1}, "cpu": {"cpus": "0", "shares": 512,
@@ -545,7 +546,7 @@ def test_helpers_sizes_durations_and_pruning():
 
 
 def test_runc_stats_shape_of_an_empty_record():
-    from ocirun.cgroup_commands import runc_stats
+    from ocirun.events import runc_stats
 
     data = runc_stats({})
     assert list(data) == STATS_KEYS

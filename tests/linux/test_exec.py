@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ocirun.cli import MODULE_COMMANDS, parse_flags
+from ocirun.cli import COMMANDS, parse_flags
 from ocirun.state import StateDir
 
 from .conftest import OCIRUN
@@ -60,7 +60,7 @@ def _ocirun_processes(root):
 
 
 def test_repeatable_flags_are_collected():
-    table = MODULE_COMMANDS["exec"][0]
+    table = COMMANDS["exec"]
     flags, rest = parse_flags(["-e", "A=1", "--env=B=2", "-t", C, "sh", "-c", "echo -e x", "--", "-t"], table,
                               stop_at_positional=True)
     assert flags == {"env": ["A=1", "B=2"], "tty": True}

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from ocirun import config, exec as ex, launcher
+from ocirun.exec_process import ExecFailed, ExecOptions
 from ocirun.errors import ConfigError, OciError
 from ocirun.state import StateDir
 
@@ -56,7 +57,7 @@ def fake(tmp_path, monkeypatch):
 def test_the_kept_config_gives_the_process_and_the_memory_policy_not_the_bundle(fake):
     fake.sd.save_config({"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
     fake.write("config.json", {"process": dict(PROCESS, env=["EDITED=1"]), "linux": {}})
-    assert ex.execute(fake.rt, "c", ex.ExecOptions(args=["true"], env=["B=2"])) == 0
+    assert ex.execute(fake.rt, "c", ExecOptions(args=["true"], env=["B=2"])) == 0
     assert fake.reads == []
     assert fake.launched.raw["args"] == ["true"] and fake.launched.raw["env"] == ["A=1", "B=2"]
     assert fake.launched.from_config == {"memory_policy": {"mode": "MPOL_BIND"}}
@@ -66,7 +67,7 @@ def test_the_kept_config_gives_the_process_and_the_memory_policy_not_the_bundle(
 def test_with_a_process_file_the_container_options_still_come_from_the_kept_config(fake):
     fake.sd.save_config({"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
     fake.write("p.json", dict(PROCESS, args=["id"]))
-    opts = ex.ExecOptions(process_file=os.path.join(fake.bundle, "p.json"))
+    opts = ExecOptions(process_file=os.path.join(fake.bundle, "p.json"))
     assert ex.execute(fake.rt, "c", opts) == 0
     assert fake.reads == ["p.json"]
     assert fake.launched.raw["args"] == ["id"]
@@ -84,8 +85,8 @@ def test_a_container_without_a_kept_config_is_refused_not_served_from_the_bundle
     """Made by an older ocirun: the bundle's file is exactly what may no longer be the container's."""
     fake.write("config.json", {"process": PROCESS})
     fake.write("p.json", PROCESS)
-    opts = (ex.ExecOptions(process_file=os.path.join(fake.bundle, "p.json")) if process_file
-            else ex.ExecOptions(args=["true"]))
+    opts = (ExecOptions(process_file=os.path.join(fake.bundle, "p.json")) if process_file
+            else ExecOptions(args=["true"]))
     with pytest.raises(ConfigError) as e:
         ex.execute(fake.rt, "c", opts)
     assert str(e.value) == (f"container c has no saved config ({fake.sd.path}/config.json): it was created "
@@ -96,27 +97,27 @@ def test_a_container_without_a_kept_config_is_refused_not_served_from_the_bundle
 
 def test_missing_args_are_refused(fake):
     fake.sd.save_config({"process": PROCESS})
-    with pytest.raises(ex.ExecFailed, match="^process args cannot be empty$"):
-        ex.execute(fake.rt, "c", ex.ExecOptions())
+    with pytest.raises(ExecFailed, match="^process args cannot be empty$"):
+        ex.execute(fake.rt, "c", ExecOptions())
     assert fake.discarded == 1
 
 
 def test_process_file_checks(fake):
     fake.sd.save_config({"process": PROCESS})
     fake.write("p.json", dict(PROCESS, terminal=True))
-    opts = ex.ExecOptions(process_file=os.path.join(fake.bundle, "p.json"), detach=True)
+    opts = ExecOptions(process_file=os.path.join(fake.bundle, "p.json"), detach=True)
     with pytest.raises(OciError, match="cannot allocate tty if runc will detach"):
         ex.execute(fake.rt, "c", opts)
-    with pytest.raises(ex.ExecFailed, match="invalid --cgroup argument"):
-        ex.execute(fake.rt, "c", ex.ExecOptions(process_file=opts.process_file, cgroups=["a:b:c"]))
+    with pytest.raises(ExecFailed, match="invalid --cgroup argument"):
+        ex.execute(fake.rt, "c", ExecOptions(process_file=opts.process_file, cgroups=["a:b:c"]))
 
 
 @pytest.mark.parametrize("env, msg", [("NAME", "missing '='"), ("=x", "name cannot be empty")])
 def test_exec_env_without_a_name_or_equals_is_refused(fake, env, msg):
     """runc refuses these when it sets up the process environment ("invalid environment variable: ...")."""
     fake.sd.save_config({"process": PROCESS})
-    with pytest.raises(ex.ExecFailed, match=f"^invalid environment variable: {msg}$"):
-        ex.execute(fake.rt, "c", ex.ExecOptions(args=["true"], env=[env]))
+    with pytest.raises(ExecFailed, match=f"^invalid environment variable: {msg}$"):
+        ex.execute(fake.rt, "c", ExecOptions(args=["true"], env=[env]))
     assert fake.launched is None
 
 
@@ -125,18 +126,18 @@ def test_sub_cgroup_outside_the_containers_is_refused(sub):
     """runc 1.1.5: `exec --cgroup ..` fails "bad sub cgroup path" style; ocirun clamped it to the
     container's own cgroup.  Refused now with runc's words."""
     mgr = SimpleNamespace(paths={"memory": "/sys/fs/cgroup/memory/c"})
-    with pytest.raises(ex.ExecFailed, match="is not a sub cgroup path$"):
-        ex._sub_dirs(mgr, {"": sub})
+    with pytest.raises(ExecFailed, match="is not a sub cgroup path$"):
+        ex.sub_dirs_of(mgr, {"": sub})
 
 
 def test_sub_cgroup_inside_is_joined():
     mgr = SimpleNamespace(paths={"memory": "/sys/fs/cgroup/memory/c"})
-    assert ex._sub_dirs(mgr, {"": "a/./b"}) == ["/sys/fs/cgroup/memory/c/a/b"]
-    assert ex._sub_dirs(mgr, {"": "/"}) == ["/sys/fs/cgroup/memory/c"]
+    assert ex.sub_dirs_of(mgr, {"": "a/./b"}) == ["/sys/fs/cgroup/memory/c/a/b"]
+    assert ex.sub_dirs_of(mgr, {"": "/"}) == ["/sys/fs/cgroup/memory/c"]
 
 
 def test_sub_cgroup_of_an_unknown_controller_is_refused_in_runcs_words():
     """runc's exec.bats matches "unknown controller " (`exec --cgroup whaaat:/`)."""
     mgr = SimpleNamespace(paths={"memory": "/sys/fs/cgroup/memory/c"})
     with pytest.raises(ex.ExecFailed, match="^unknown controller whaaat in SubCgroupPaths$"):
-        ex._sub_dirs(mgr, {"whaaat": "/"})
+        ex.sub_dirs_of(mgr, {"whaaat": "/"})
