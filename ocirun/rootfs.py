@@ -720,13 +720,11 @@ def mask_path(path: str) -> None:
     file through this bind (CVE-2025-31133 class).
     """
     try:
+        # O_PATH|O_NOFOLLOW on a symlink opens the link itself: /dev/null is then bound over the link's
+        # own inode (opening the path reaches /dev/null), and its target is never followed or covered.
         fd = os.open(path, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return
-    except OSError as e:
-        if e.errno == errno.ELOOP:  # a symlink: masking it would follow it; nothing to hide inside
-            return
-        raise
     try:
         if pathsafe.is_dir_fd(fd):
             k.mount("tmpfs", fd_path(fd), "tmpfs", k.MS_RDONLY, None)

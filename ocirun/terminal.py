@@ -25,6 +25,24 @@ def setup_console(console_sock: int | None, size: dict | None, bind: bool = True
         raise OSError(22, "process.terminal is true but no --console-socket was given")
     master, slave = os.openpty()
     try:
+        _hand_over_master(console_sock, master, slave, size, owner)
+    except BaseException:
+        os.close(slave)  # the master is closed by the hand-over whatever happens
+        raise
+    if bind:
+        bind_console(slave)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    tty.set_controlling_terminal(0)
+    if slave > 2:
+        os.close(slave)
+
+
+def _hand_over_master(console_sock: int, master: int, slave: int, size: dict | None, owner: int) -> None:
+    """Give the slave to ``owner``, set its size, send the master to the console socket; the master and
+    the socket are closed on every way out."""
+    sock = socket.socket(fileno=console_sock)
+    try:
         if owner:
             try:
                 files.fchown(slave, owner, -1)
@@ -35,21 +53,11 @@ def setup_console(console_sock: int | None, size: dict | None, bind: bool = True
                     raise OSError(e.errno, f"chown the terminal to uid {owner}: {e.strerror}") from None
         if size:
             set_size(slave, size.get("height", 0), size.get("width", 0))
-        sock = socket.socket(fileno=console_sock)
-        try:
-            name = os.ttyname(slave).encode()
-            sock.sendmsg([name], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
-        finally:
-            sock.close()
+        name = os.ttyname(slave).encode()
+        sock.sendmsg([name], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
     finally:
+        sock.close()
         os.close(master)
-    if bind:
-        bind_console(slave)
-    for fd in (0, 1, 2):
-        os.dup2(slave, fd)
-    tty.set_controlling_terminal(0)
-    if slave > 2:
-        os.close(slave)
 
 
 def bind_console(slave: int) -> None:

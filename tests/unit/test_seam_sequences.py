@@ -380,6 +380,18 @@ def test_console_slave_is_chowned_sized_sent_then_made_the_controlling_terminal(
     assert dups == [0, 1, 2]
 
 
+def _ptys_open() -> list[str]:
+    out = []
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{n}")
+        except OSError:
+            continue
+        if target.startswith("/dev/pts/") or target == "/dev/ptmx":
+            out.append(target)
+    return sorted(out)
+
+
 @pytest.mark.parametrize("err,raised", [(errno.EINVAL, None), (errno.EIO, "chown the terminal to uid 1000: ")])
 def test_console_chown_failure_is_skipped_or_worded(monkeypatch, err, raised):
     import socket
@@ -390,10 +402,16 @@ def test_console_chown_failure_is_skipped_or_worded(monkeypatch, err, raised):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         if raised:
+            before = _ptys_open()
+            sock_fd = theirs.detach()
             with pytest.raises(OSError) as e:
-                terminal.setup_console(theirs.fileno(), None, bind=False, owner=1000)
+                terminal.setup_console(sock_fd, None, bind=False, owner=1000)
             assert e.value.strerror == raised + os.strerror(err)
             assert fk.names() == ["fchown"]
+            # neither pty end nor the console socket is left open (the slave leaked before)
+            assert _ptys_open() == before
+            with pytest.raises(OSError):
+                os.fstat(sock_fd)
         else:
             terminal.setup_console(theirs.detach(), None, bind=False, owner=1000)
             _, anc, _, _ = ours.recvmsg(256, socket.CMSG_SPACE(4))
