@@ -18,8 +18,10 @@ numbered sync points of :mod:`ocirun.sync`'s diagrams.
 import errno
 import os
 import socket
+import threading
 
 import _signal
+import _socket
 import pytest
 
 from ocirun import plan, procfs, sync
@@ -54,6 +56,12 @@ class _Procfs:
     def __call__(self, *args, **kwargs):  # the class is called: Procfs()
         return self
 
+    def __enter__(self):  # procfs.write: one write through a handle of its own
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
     def write(self, paths, value, what=None):
         path = paths if isinstance(paths, str) else paths[0]
         self.calls.append(("procfs.write", (path, value)))
@@ -86,8 +94,13 @@ class Stage:
             return msg, fds
 
         def send(sock, kind, fds=None, **payload):
-            real_send(sock, kind, fds, **payload)
-            fk.calls.append(("send", (kind,)))  # once sent: after READY the socket is closed
+            entry = ("send", (kind,))
+            fk.calls.append(entry)  # before: a parent thread may read the record as soon as it has the message
+            try:
+                real_send(sock, kind, fds, **payload)
+            except OSError:  # not sent (after READY the socket is closed): not in the record
+                fk.calls.remove(entry)
+                raise
 
         self._recv, self._send = real_recv, real_send
         monkeypatch.setattr(sync, "recv", recv)
@@ -99,6 +112,18 @@ class Stage:
         monkeypatch.setattr(procfs, "Procfs", _Procfs(fk.calls))
         monkeypatch.chdir(tmp_path)  # the stage changes directory (fchdir, chroot's chdir): put back after
         monkeypatch.setattr(create, "_START_FD", None)
+        self.sockets = []  # the socket objects the stage makes (_socket.socket(fileno=...)), closed after
+
+        real_socket = _socket.socket
+
+        class Socket(real_socket):
+            def __init__(sock, *args, **kwargs):
+                # (socket.socket's __init__ calls _socket.socket.__init__ by name: it lands here too)
+                real_socket.__init__(sock, *args, **kwargs)
+                if type(sock) is Socket:
+                    self.sockets.append(sock)
+
+        monkeypatch.setattr(_socket, "socket", Socket)
         self.parent, child = sync.pair()
         self.stage_fd = child.detach()
         monkeypatch.setenv(sync.ENV_INITPIPE, str(self.stage_fd))
@@ -225,7 +250,12 @@ def stage(monkeypatch, tmp_path):
     s.close()
     for sig, handler in handlers.items():
         _signal.signal(sig, handler)
-    for fd in set(os.listdir("/proc/self/fd")) - before:  # what a failed stage left open (its exit would close)
+    # What a failed stage left open, which its exit would close: first the socket objects it made
+    # (closed by themselves: closing their number here, they would close a later reuse of it when
+    # collected), then the raw fds it received.
+    for sock in s.sockets:
+        sock.close()
+    for fd in set(os.listdir("/proc/self/fd")) - before:
         try:
             os.close(int(fd))
         except OSError:
@@ -406,6 +436,39 @@ def test_a_new_user_namespace_is_mapped_by_the_parent_then_entered_as_its_root(s
     assert all(b[3] == k.MS_BIND for b in binds)
 
 
+def test_a_parent_thread_maps_the_user_namespace_only_once_the_stage_asks(stage, monkeypatch):
+    """The parent as a thread that answers each message when it comes: at USERNS_READY the stage has
+    unshared the user namespace and nothing more; it becomes the namespace's root only after
+    USERNS_MAPPED; then stage 1 forks and reports the pid."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # a root parent: no dumpable round trip
+    raw = _spec(stage, user=True)
+    stage.pid = 4242  # follow stage 1
+    seen = {}
+
+    def parent():
+        seen["ready"] = stage._recv(stage.parent, sync.USERNS_READY)[0]["type"]
+        seen["at_ready"] = list(stage.steps())
+        stage.feed(sync.USERNS_MAPPED)
+        seen["pid"] = stage._recv(stage.parent, sync.PID)[0]["pid"]
+
+    start = stage.start_socket()
+    stage.feed(sync.CONFIG, fds=[start], spec=raw, bundle=str(stage.tmp), seccomp=FILTER,
+               state={"ociVersion": "1.2.0", "id": "ctr", "status": "creating", "bundle": str(stage.tmp)},
+               options={"fd_index": {"start": 0}, "preserve_fds": 0})
+    os.close(start)
+    stage.feed(sync.CGROUP_JOINED)
+    t = threading.Thread(target=parent)
+    t.start()
+    try:
+        assert stage.run() == 0
+    finally:
+        t.join(10)
+    assert seen["ready"] == sync.USERNS_READY and seen["pid"] == 4242
+    assert seen["at_ready"][-2:] == ["unshare", "send:userns-ready"] and "setresuid" not in seen["at_ready"]
+    after = stage.steps()[len(seen["at_ready"]):]
+    assert after == ["recv:userns-mapped", "setresgid", "setresuid", "unshare", "fork", "send:pid"]
+
+
 def test_namespaces_given_by_path_are_joined_user_first_mount_last_then_stage_1_sends_the_pid(stage):
     paths = {}
     for t in plan.NAMESPACES:
@@ -424,6 +487,30 @@ def test_namespaces_given_by_path_are_joined_user_first_mount_last_then_stage_1_
     sent = stage.sent()
     assert [kind for kind, _ in sent] == [sync.PID] and sent[0][1]["pid"] == 4242
     assert stage.steps()[-1] == "send:pid"
+
+
+def test_without_a_mount_namespace_the_filesystem_is_built_in_a_throw_away_one_then_left(stage):
+    """config-linux: no mount namespace, the container inherits the runtime's.  The stage unshares one all
+    the same (the rootfs is built and pivoted there), then goes back to the runtime's, chrooted into
+    a clone of what it built, after the last mount and before READY."""
+    _create(stage, _spec(stage, namespaces=["pid", "uts"]))
+    assert stage.run() == 0
+    assert stage.fk.of("unshare") == [(k.CLONE_NEWNS | k.CLONE_NEWPID | k.CLONE_NEWUTS,)]
+    back = [n for n, _ in stage.between("recv:hooks-done", "send:ready")]
+    i = back.index("chroot")
+    assert back[i - 2:i + 1] == ["open_tree", "setns", "chroot"] and "mount" not in back[i:]
+    runtime_ns = stage.fk.of("setns")[0]
+    assert runtime_ns[1] == k.CLONE_NEWNS and stage.fk.of("chroot") == [(".",)]
+
+
+def test_time_offsets_are_written_after_the_unshare_before_the_fork(stage):
+    raw = _spec(stage, namespaces=["pid", "mount", "time"],
+                linux={"timeOffsets": {"monotonic": {"secs": 5}, "boottime": {"secs": 1, "nanosecs": 2}}})
+    _create(stage, raw)
+    assert stage.run() == 0
+    assert stage.between("recv:cgroup-joined", "fork") == [
+        ("unshare", (k.CLONE_NEWPID | k.CLONE_NEWNS | k.CLONE_NEWTIME,)),
+        ("procfs.write", ("self/timens_offsets", "1 5 0\n7 1 2"))]
 
 
 def test_debug_records_use_runcs_words_for_the_steps(stage):
