@@ -340,7 +340,7 @@ def test_create_from_config_to_execve_in_the_order_of_the_diagram(stage):
 
     # [0] before CONFIG: signals, non-dumpable, the comm that `state` reads
     assert stage.calls[:3] == [("reset_signals", ()), ("prctl", (k.PR_SET_DUMPABLE, 0)),
-                                  ("set_name", ("ocirun:[init]",))]
+                               ("set_name", ("ocirun:[init]",))]
     # [1] → [3]: the path's namespace joined, then one unshare of the new ones (no user namespace),
     # the fork; stage 2 starts its own session before it waits for CGROUP_DONE
     assert stage.between("recv:cgroup-joined", "recv:cgroup-done") == [
@@ -361,8 +361,9 @@ def test_create_from_config_to_execve_in_the_order_of_the_diagram(stage):
     assert nodes == ["null", "zero", "full", "random", "urandom", "tty", "fuse"]
     # (linux.devices' fuse names no owner: not chowned)
     assert [n for n in four if n in ("mknod", "chown")] == ["mknod", "chown"] * 6 + ["mknod"]
-    # the links and /dev/shm are ordinary files in the real directory (no /dev/ptmx: the fake devpts is empty)
-    assert os.readlink(stage.rootfs / "dev" / "stdout") == "/proc/self/fd/1" and (stage.rootfs / "dev" / "shm").is_dir()
+    # the links and /dev/shm are made in the real directory (no /dev/ptmx link: the fake devpts is empty)
+    assert os.readlink(stage.rootfs / "dev" / "stdout") == "/proc/self/fd/1"
+    assert (stage.rootfs / "dev" / "shm").is_dir() and not (stage.rootfs / "dev" / "ptmx").exists()
 
     # [5] HOOKS_DONE → [6] READY: pivot_root, keyring, hostname, sysctl, read-only and masked paths,
     # read-only root, oom_score_adj, rlimits, the capability check create does for runc's wording
@@ -392,7 +393,7 @@ def test_create_from_config_to_execve_in_the_order_of_the_diagram(stage):
     assert 5 not in dropped and 10 not in dropped and 0 in dropped
     assert stage.fk.of("close_range") == [(3, 0xFFFFFFFF, 4)]
     assert stage.calls[-1] == ("execve", ("/bin/sh", ["/bin/sh", "-c", "true"],
-                                             {"PATH": "/usr/bin:/bin", "HOME": "/root"}))
+                                          {"PATH": "/usr/bin:/bin", "HOME": "/root"}))
 
 
 def test_without_no_new_privileges_seccomp_is_loaded_before_the_user_switch(stage):
@@ -583,7 +584,7 @@ def test_no_process_creates_everything_then_refuses_start(stage):
 
 # --- the exec stage --------------------------------------------------------------------------------
 
-def _exec(s: Stage, namespaces, *, process=None, seccomp=True, fd_mode=False, **options):
+def _exec(s: Stage, namespaces, *, process=None, seccomp=True, **options):
     """CONFIG as ocirun.exec sends it (one fd per namespace, in plan.PROC_JOIN_ORDER), CGROUP_JOINED,
     CGROUP_DONE."""
     raw = {"args": ["/bin/sh"], "cwd": "/", "env": ["PATH=/usr/bin:/bin", "HOME=/root"],
@@ -614,7 +615,7 @@ def test_exec_joins_user_first_mount_last_then_becomes_the_process(stage):
     assert [s for s in steps if s.startswith(("recv", "send"))] == [
         "recv:config", "recv:cgroup-joined", "recv:cgroup-done", "send:ready"]
     assert stage.calls[:3] == [("reset_signals", ()), ("prctl", (k.PR_SET_DUMPABLE, 0)),
-                                  ("set_name", ("ocirun:[exec]",))]
+                               ("set_name", ("ocirun:[exec]",))]
     # [1] CGROUP_JOINED: setns in the parent's order, user first and mount last; the capability check
     one = stage.between("recv:cgroup-joined", "fork")
     assert [args[1] for n, args in one if n == "setns"] == [plan.PROC_NS_FLAGS[n] for n in plan.PROC_JOIN_ORDER]
