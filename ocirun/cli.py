@@ -53,6 +53,9 @@ _CRIU_FLAGS = {
     "shell-job": (("shell-job",), False),
     "file-locks": (("file-locks",), False),
     "manage-cgroups-mode": (("manage-cgroups-mode",), True),
+    "empty-ns": (("empty-ns",), "repeat"),
+    "auto-dedup": (("auto-dedup",), False),
+    "lazy-pages": (("lazy-pages",), False),
 }
 #: Commands that live in their own modules: name → (flags, "module:function").  The function is
 #: called as ``fn(runtime, args, flags, global_flags)`` and returns the exit code; its module is
@@ -102,8 +105,14 @@ MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
     }, ".exec:cmd_exec"),
     "inspect": ({"format": (("format", "f"), True)}, ".inspect:cmd_inspect"),
     "validate": ({"bundle": (("bundle", "b"), True)}, ".commands.validate:cmd_validate"),
-    "checkpoint": ({**_CRIU_FLAGS, "leave-running": (("leave-running",), False)},
-                   ".checkpoint:cmd_checkpoint"),
+    "checkpoint": ({
+        **_CRIU_FLAGS,
+        "leave-running": (("leave-running",), False),
+        "parent-path": (("parent-path",), True),
+        "pre-dump": (("pre-dump",), False),
+        "page-server": (("page-server",), True),
+        "status-fd": (("status-fd",), True),
+    }, ".checkpoint:cmd_checkpoint"),
     "restore": ({
         **_CRIU_FLAGS,
         "bundle": (("bundle", "b"), True),
@@ -111,6 +120,9 @@ MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
         "pid-file": (("pid-file",), True),
         "console-socket": (("console-socket",), True),
         "no-subreaper": (("no-subreaper",), False),
+        "no-pivot": (("no-pivot",), False),
+        "lsm-profile": (("lsm-profile",), True),
+        "lsm-mount-context": (("lsm-mount-context",), True),
     }, ".checkpoint:cmd_restore"),
 }
 

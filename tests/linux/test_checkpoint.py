@@ -242,8 +242,11 @@ def test_terminal_container_restored_onto_a_new_console_socket(oci, tmp_path, cr
     restore = subprocess.Popen([OCIRUN, "--root", oci.root, "--criu", criu_bin, "restore", "-d",
                                 "--bundle", oci.bundle, "--console-socket", str(tmp_path / "c2.sock"),
                                 "--image-path", str(tmp_path / "img"), cid],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    m = master(lis)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "restore.err", "w"))
+    try:
+        m = master(lis)
+    except IndexError:
+        raise AssertionError((tmp_path / "restore.err").read_text())
     try:
         assert restore.wait(60) == 0
         assert b"got:two" in talk(m, "two")  # the same shell, answering on the new console
