@@ -321,7 +321,7 @@ def restore(core, cid: str, o: RestoreOptions):
     state (running; the restored init is our child).  On failure nothing is left behind."""
     from . import config, criu
     from .container import NewStateDir
-    from .launcher import CreateOptions, connect_console, initial_state, write_pid_file
+    from .launcher import connect_console, initial_state, write_pid_file
 
     bundle = os.path.abspath(o.bundle or os.getcwd())
     claim = NewStateDir(core.root, cid)

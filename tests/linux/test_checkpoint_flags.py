@@ -125,8 +125,9 @@ def test_page_server_address_refused(oci, tmp_path, criu_bin, value, words):
 def test_lazy_pages_writes_nul_on_status_fd_once_serving(oci, tmp_path, criu_bin):
     """`checkpoint --lazy-pages --page-server --status-fd` writes one NUL byte there when CRIU serves the
     pages; the image (but the lazy pages) is then written.  Once the page client goes, `checkpoint` ends
-    as CRIU ends: the container gone after a transfer, running on after a failed one.  (The whole lazy migration does not complete on this machine, for runc either: the dumping
-    CRIU fails its splice when the lazy-pages daemon asks for pages.)"""
+    as CRIU ends: the container gone after a transfer, running on after a failed one.  (The whole lazy
+    migration does not complete on this machine, for runc either: the dumping CRIU fails its splice
+    when the lazy-pages daemon asks for pages.)"""
     if subprocess.run([criu_bin, "check", "--feature", "uffd-noncoop"], capture_output=True).returncode:
         pytest.skip("this criu/kernel has no lazy migration (uffd-noncoop)")
     cid = _cid("lz")
@@ -144,12 +145,12 @@ def test_lazy_pages_writes_nul_on_status_fd_once_serving(oci, tmp_path, criu_bin
         assert ready == b"\0", (tmp_path / "err").read_text()
         assert (images / "inventory.img").exists() and (images / "descriptors.json").exists()
         assert os.read(r, 1) == b""  # closed after the one byte (CRIU has no copy of it either)
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass  # a client that goes away: CRIU ends the transfer
+        _end_transfer(port)
         code = proc.wait(60)
     finally:
         os.close(r)
-        if proc.poll() is None:
+        if proc.poll() is None:  # CRIU would serve on after us: ended through its socket first
+            _end_transfer(port)
             proc.kill()
             proc.wait()
     if code == 0:  # CRIU counted the transfer as done: the container was dumped, and is gone
@@ -157,6 +158,16 @@ def test_lazy_pages_writes_nul_on_status_fd_once_serving(oci, tmp_path, criu_bin
     else:  # failed: the container runs on
         assert code == 1 and "checkpoint failed" in (tmp_path / "err").read_text()
         assert oci.state(cid)["status"] == "running"
+
+
+def _end_transfer(port):
+    """A page client that goes away: CRIU's page server ends the transfer (and its process)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    except OSError:
+        pass
+    time.sleep(0.2)
 
 
 def test_status_fd_must_be_open_for_writing(oci, tmp_path, criu_bin):
