@@ -319,3 +319,50 @@ def test_api_checkpoint_and_restore_return_values(oci, tmp_path, criu_bin):
     finally:
         api.delete(cid, force=True)
     assert api.list() == []
+
+
+# -- create's launch path: hooks -----------------------------------------------------------------------
+def test_restore_runs_create_hooks_with_the_restored_pid(oci, tmp_path, criu_bin):
+    """prestart and createRuntime run on CRIU's setup-namespaces notification, as create runs them (and
+    runc on restore): state "creating", the pid of the process being restored."""
+    import json
+
+    cid = _cid("hk")
+    count = _counter(oci, tmp_path)
+    spec = oci.config(args=("sh", "-c", COUNTER.format(limit=100000)))
+    spec["mounts"].append({"destination": "/out", "type": "bind", "source": str(count.parent),
+                           "options": ["rbind", "rw"]})
+    oci.write(spec)
+    assert _rt(oci, criu_bin, "run", "-d", "--bundle", oci.bundle, cid).returncode == 0
+    _wait_count(count, 3)
+    proc = _rt(oci, criu_bin, "checkpoint", "--image-path", str(tmp_path / "img"), cid)
+    assert proc.returncode == 0, proc.stderr
+    spec["hooks"] = {phase: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {tmp_path}/{phase}.json"]}]
+                     for phase in ("prestart", "createRuntime")}
+    oci.write(spec)
+    proc = _rt(oci, criu_bin, "restore", "-d", "--bundle", oci.bundle, "--image-path", str(tmp_path / "img"), cid)
+    assert proc.returncode == 0, proc.stderr
+    pid = oci.state(cid)["pid"]
+    for phase in ("prestart", "createRuntime"):
+        state = json.loads((tmp_path / f"{phase}.json").read_text())
+        assert state["id"] == cid and state["status"] == "creating" and state["pid"] == pid
+    oci("delete", "--force", cid, check=True)
+
+
+def test_restore_with_a_failing_hook_leaves_nothing(oci, tmp_path, criu_bin):
+    cid = _cid("hf")
+    _run_counter(oci, tmp_path, criu_bin, cid)
+    proc = _rt(oci, criu_bin, "checkpoint", "--image-path", str(tmp_path / "img"), cid)
+    assert proc.returncode == 0, proc.stderr
+    spec = oci.config(args=("sh", "-c", COUNTER.format(limit=100000)))
+    spec["mounts"].append({"destination": "/out", "type": "bind", "source": str(tmp_path / "out"),
+                           "options": ["rbind", "rw"]})
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    oci.write(spec)
+    proc = _rt(oci, criu_bin, "restore", "-d", "--bundle", oci.bundle, "--image-path", str(tmp_path / "img"), cid)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert oci.ids() == []
+    time.sleep(0.3)
+    before = _count(tmp_path / "out" / "count")
+    time.sleep(0.4)
+    assert _count(tmp_path / "out" / "count") == before  # nothing restored runs on

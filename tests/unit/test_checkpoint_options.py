@@ -124,3 +124,27 @@ def test_external_mounts_use_the_resolved_destination(tmp_path):
                            linux=SimpleNamespace(devices=[SimpleNamespace(path="/dev/fuse")]))
     assert ck._external_mounts(spec, {"/sys/fs/cgroup/cpu": "/sys/fs/cgroup/cpu/x"}) == [
         "/real", "/dev/fuse", "/sys/fs/cgroup/cpu"]
+
+
+def test_new_state_dir_claims_and_undoes(tmp_path):
+    """create's and restore's claim of an id: taken once, removed on failure unless keep_state."""
+    from ocirun.container import NewStateDir
+    from ocirun.errors import ContainerExists
+
+    root = str(tmp_path / "root")
+    with NewStateDir(root, "c1") as sd:
+        assert os.path.isdir(sd.path)
+    with pytest.raises(ContainerExists):
+        with NewStateDir(root, "c1"):
+            pass
+    assert os.path.isdir(os.path.join(root, "c1"))  # the other's dir is untouched
+    with pytest.raises(RuntimeError):
+        with NewStateDir(root, "c2"):
+            raise RuntimeError("failed")
+    assert not os.path.exists(os.path.join(root, "c2"))
+    err = RuntimeError("undo failed")
+    err.keep_state = True
+    with pytest.raises(RuntimeError):
+        with NewStateDir(root, "c3"):
+            raise err
+    assert os.path.isdir(os.path.join(root, "c3"))
