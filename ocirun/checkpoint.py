@@ -100,6 +100,12 @@ def _empty_ns_mask(names: list[str]) -> int:
     return mask
 
 
+def _check_common(o: CriuOptions) -> None:
+    """Refuse a bad --manage-cgroups-mode or --empty-ns before anything else is looked at."""
+    _cg_mode(o.manage_cgroups_mode)
+    _empty_ns_mask(o.empty_ns)
+
+
 def _image_path(path: str) -> str:
     return os.path.abspath(path or os.path.join(os.getcwd(), "checkpoint"))
 
@@ -210,6 +216,7 @@ def checkpoint(core, cid: str, o: CheckpointOptions) -> str:
     sd, st = core.load(cid)
     if st.status not in (RUNNING, PAUSED):
         raise NotRunning()
+    _check_common(o)
     image = _image_path(o.image_path)
     os.makedirs(image, 0o700, exist_ok=True)
     parent = parent_image(image, o.parent_path)
@@ -325,6 +332,7 @@ def restore(core, cid: str, o: RestoreOptions):
 
     bundle = os.path.abspath(o.bundle or os.getcwd())
     claim = NewStateDir(core.root, cid)
+    _check_common(o)
     spec = config.load(bundle)
     image = _image_path(o.image_path)
     try:
