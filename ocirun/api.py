@@ -7,8 +7,8 @@
     print(result.exit_code, result.stdout)
 
 One code path with the CLI: both drive :class:`ocirun.container.Runtime` (create, start, state,
-kill, delete, list), :func:`ocirun.exec.execute` and :mod:`ocirun.checkpoint` (checkpoint,
-restore); this module adds what a caller in Python needs on top — typed results (:class:`State`,
+kill, delete, list), :func:`ocirun.exec.execute`, :mod:`ocirun.checkpoint` and :mod:`ocirun.restore`;
+this module adds what a caller in Python needs on top — typed results (:class:`State`,
 :class:`Result`), captured output, timeouts, and the errors of :mod:`ocirun.errors` raised as
 they are instead of printed.  The CLI does not import it, so `ocirun state` pays nothing for it
 (``dataclasses`` alone costs more than `state`).
@@ -293,7 +293,8 @@ class Runtime:
         ``os.waitpid(state.pid, 0)``, then :meth:`delete`.  Its stdio is what it had, with pipes
         replaced by ours (fds 0-2).  ``flags``: the other options of
         :class:`ocirun.checkpoint.RestoreOptions`."""
-        from .checkpoint import RestoreOptions, restore
+        from .checkpoint import RestoreOptions
+        from .restore import restore
 
         opts = RestoreOptions(bundle=os.path.abspath(bundle), image_path=image_path, work_path=work_path,
                               pid_file=pid_file, console_socket=console_socket, criu=criu, **flags)

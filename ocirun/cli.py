@@ -44,7 +44,7 @@ COMMANDS = {
     "spec": {"bundle": (("bundle", "b"), True), "rootless": (("rootless",), False)},
     "features": {},
 }
-#: runc's flags shared by checkpoint and restore (ocirun.checkpoint)
+#: runc's flags shared by checkpoint and restore (ocirun.checkpoint, ocirun.restore)
 _CRIU_FLAGS = {
     "image-path": (("image-path",), True),
     "work-path": (("work-path",), True),
@@ -123,7 +123,7 @@ MODULE_COMMANDS: dict[str, tuple[dict, str]] = {
         "no-pivot": (("no-pivot",), False),
         "lsm-profile": (("lsm-profile",), True),
         "lsm-mount-context": (("lsm-mount-context",), True),
-    }, ".checkpoint:cmd_restore"),
+    }, ".restore:cmd_restore"),
 }
 
 #: command → (least, most) positional arguments (None: no upper bound), checked as runc checks them

@@ -54,21 +54,21 @@ def test_status_fd_checks(tmp_path):
 
 
 def test_criu_config_file_from_the_annotation():
-    assert ck._criu_config_file({}) == "/etc/criu/runc.conf"  # runc's: a host set up for runc is set up for us
-    assert ck._criu_config_file({"org.criu.config": "/x.conf"}) == "/x.conf"
-    assert ck._criu_config_file({"org.criu.config": ""}) is None  # empty: no file at all
+    assert ck.criu_config_file({}) == "/etc/criu/runc.conf"  # runc's: a host set up for runc is set up for us
+    assert ck.criu_config_file({"org.criu.config": "/x.conf"}) == "/x.conf"
+    assert ck.criu_config_file({"org.criu.config": ""}) is None  # empty: no file at all
 
 
 def test_empty_ns_mask():
-    assert ck._empty_ns_mask([]) == 0x40000000  # the network namespace always (the engine's, as runc)
-    assert ck._empty_ns_mask(["network"]) == 0x40000000
+    assert ck.empty_ns_mask([]) == 0x40000000  # the network namespace always (the engine's, as runc)
+    assert ck.empty_ns_mask(["network"]) == 0x40000000
     with pytest.raises(OciError, match="'pid' is not supported"):
-        ck._empty_ns_mask(["pid"])
+        ck.empty_ns_mask(["pid"])
 
 
 def test_common_options_carry_the_flags():
     o = ck.CheckpointOptions(auto_dedup=True, lazy_pages=True, shell_job=True, manage_cgroups_mode="soft")
-    opts = ck._common_opts(o, 5, None, "dump.log", {"org.criu.config": "/c"})
+    opts = ck.common_opts(o, 5, None, "dump.log", {"org.criu.config": "/c"})
     assert opts["auto_dedup"] and opts["lazy_pages"] and opts["shell_job"] and opts["config_file"] == "/c"
     assert opts["manage_cgroups_mode"] == criu.CG_MODES["soft"] and opts["empty_ns"] == 0x40000000
     fields = criu.decode(criu.encode_opts({**opts, "ps": criu.page_server("10.0.0.1", 27277),
@@ -77,7 +77,7 @@ def test_common_options_carry_the_flags():
     assert fields[14] == [b"../p"] and fields[15] == [1] and fields[49] == [7]
     assert criu.decode(fields[11][0]) == {1: [b"10.0.0.1"], 2: [27277]}
     with pytest.raises(OciError, match="manage-cgroups-mode"):
-        ck._common_opts(ck.CheckpointOptions(manage_cgroups_mode="bogus"), 5, None, "dump.log", {})
+        ck.common_opts(ck.CheckpointOptions(manage_cgroups_mode="bogus"), 5, None, "dump.log", {})
 
 
 def test_cli_flags_reach_the_options():
@@ -85,13 +85,13 @@ def test_cli_flags_reach_the_options():
     flags, args = parse_flags(["--pre-dump", "--parent-path", "../p", "--page-server", "h:1", "--status-fd", "4",
                                "--lazy-pages", "--auto-dedup", "--empty-ns", "network", "--empty-ns", "network",
                                "c1"], table)
-    o = ck._criu_options(ck.CheckpointOptions, flags, {"criu": "/c"}, pre_dump=True)
+    o = ck.options_from_flags(ck.CheckpointOptions, flags, {"criu": "/c"}, pre_dump=True)
     assert args == ["c1"] and o.lazy_pages and o.auto_dedup and o.empty_ns == ["network", "network"]
     assert o.criu == "/c" and flags["parent-path"] == "../p" and flags["status-fd"] == "4"
     flags, _ = parse_flags(["--no-pivot", "--lsm-profile", "apparmor:x", "--lsm-mount-context", "ctx",
                             "--lazy-pages", "--auto-dedup", "--empty-ns", "network", "c1"],
                            MODULE_COMMANDS["restore"][0])
-    o = ck._criu_options(ck.RestoreOptions, flags, {}, no_pivot=True, lsm_profile=flags["lsm-profile"])
+    o = ck.options_from_flags(ck.RestoreOptions, flags, {}, no_pivot=True, lsm_profile=flags["lsm-profile"])
     assert o.no_pivot and o.lsm_profile == "apparmor:x" and o.lazy_pages and o.auto_dedup
 
 
