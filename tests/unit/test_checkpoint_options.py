@@ -6,7 +6,7 @@ import pytest
 
 from ocirun import checkpoint as ck
 from ocirun import criu
-from ocirun.cli import MODULE_COMMANDS, parse_flags
+from ocirun.cli import COMMANDS, parse_flags
 from ocirun.errors import OciError
 from ocirun.pathsafe import resolve_in_root
 
@@ -81,7 +81,7 @@ def test_common_options_carry_the_flags():
 
 
 def test_cli_flags_reach_the_options():
-    table = MODULE_COMMANDS["checkpoint"][0]
+    table = COMMANDS["checkpoint"]
     flags, args = parse_flags(["--pre-dump", "--parent-path", "../p", "--page-server", "h:1", "--status-fd", "4",
                                "--lazy-pages", "--auto-dedup", "--empty-ns", "network", "--empty-ns", "network",
                                "c1"], table)
@@ -90,7 +90,7 @@ def test_cli_flags_reach_the_options():
     assert o.criu == "/c" and flags["parent-path"] == "../p" and flags["status-fd"] == "4"
     flags, _ = parse_flags(["--no-pivot", "--lsm-profile", "apparmor:x", "--lsm-mount-context", "ctx",
                             "--lazy-pages", "--auto-dedup", "--empty-ns", "network", "c1"],
-                           MODULE_COMMANDS["restore"][0])
+                           COMMANDS["restore"])
     o = ck.options_from_flags(ck.RestoreOptions, flags, {}, no_pivot=True, lsm_profile=flags["lsm-profile"])
     assert o.no_pivot and o.lsm_profile == "apparmor:x" and o.lazy_pages and o.auto_dedup
 
