@@ -7,7 +7,8 @@
     print(result.exit_code, result.stdout)
 
 One code path with the CLI: both drive :class:`ocirun.container.Runtime` (create, start, state,
-kill, delete, list, exec, update, pause, resume, pids, stats, events); this module adds what a caller
+kill, delete, list, exec, update, pause, resume, pids, stats, events), with
+:mod:`ocirun.checkpoint` and :mod:`ocirun.restore` beside it; this module adds what a caller
 in Python needs on top — typed results (:class:`State`, :class:`Result`), captured output, timeouts,
 and the errors of :mod:`ocirun.errors` raised as they are instead of printed.  The CLI does not
 import it, so `ocirun state` pays nothing for it (``dataclasses`` alone costs more than `state`).
@@ -299,6 +300,42 @@ class Runtime:
         stops.  A failed stats read is logged (logger ``ocirun``) and skipped, as runc does."""
         log = self._core.log
         return self._core.events(cid, interval, on_error=lambda e: log.warning(str(e)))
+
+    # -- checkpoint / restore (CRIU) -----------------------------------------------------------
+    def checkpoint(self, cid: str, image_path: str, *, work_path: str | None = None, leave_running: bool = False,
+                   pre_dump: bool = False, parent_path: str | None = None, page_server: str | None = None,
+                   lazy_pages: bool = False, status_fd: int = -1, criu: str | None = None, **flags) -> str:
+        """`ocirun checkpoint`: save the container into ``image_path`` (made if missing); return that
+        directory.  Unless ``leave_running`` or ``pre_dump`` the container is gone afterwards.
+
+        ``parent_path``: a pre-dump's directory relative to ``image_path``; ``page_server``:
+        ``"ADDRESS:PORT"``; ``status_fd``: with ``lazy_pages``, gets ``b"\\0"`` once the pages can be
+        fetched.  ``flags``: the other options of :class:`ocirun.checkpoint.CheckpointOptions`
+        (``tcp_established``, ``shell_job``, ``empty_ns``, ``auto_dedup``, ``manage_cgroups_mode`` ...);
+        ``criu``: the binary (default ``criu`` on PATH)."""
+        from .checkpoint import CheckpointOptions, checkpoint
+
+        opts = CheckpointOptions(image_path=image_path, work_path=work_path, leave_running=leave_running,
+                                 pre_dump=pre_dump, parent_path=parent_path, page_server=page_server,
+                                 lazy_pages=lazy_pages, status_fd=status_fd, criu=criu, **flags)
+        return checkpoint(self._core, cid, opts)
+
+    def restore(self, cid: str, bundle: str, image_path: str, *, work_path: str | None = None,
+                pid_file: str | None = None, console_socket: str | None = None, criu: str | None = None,
+                **flags) -> State:
+        """`ocirun restore --detach`: bring container ``cid`` back from ``image_path`` with the config
+        of ``bundle``; return its state (``running``).
+
+        The restored process is our child (CRIU restores it as its own sibling): wait for it with
+        ``os.waitpid(state.pid, 0)``, then :meth:`delete`.  Its stdio is what it had, with pipes
+        replaced by ours (fds 0-2).  ``flags``: the other options of
+        :class:`ocirun.checkpoint.RestoreOptions`."""
+        from .checkpoint import RestoreOptions
+        from .restore import restore
+
+        opts = RestoreOptions(bundle=os.path.abspath(bundle), image_path=image_path, work_path=work_path,
+                              pid_file=pid_file, console_socket=console_socket, criu=criu, **flags)
+        return State._from(restore(self._core, cid, opts))
 
     # -- processes with their output ----------------------------------------------------------
     def run(self, cid: str, bundle: str, *, input: bytes | str | None = None, timeout: float | None = None,

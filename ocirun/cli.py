@@ -35,7 +35,7 @@ CREATE_FLAGS = {
     "no-new-keyring": (("no-new-keyring",), False),
     "preserve-fds": (("preserve-fds",), True),
 }
-#: runc's flags shared by checkpoint and restore (ocirun.checkpoint)
+#: runc's flags shared by checkpoint and restore (ocirun.checkpoint, ocirun.restore)
 _CRIU_FLAGS = {
     "image-path": (("image-path",), True),
     "work-path": (("work-path",), True),
@@ -44,6 +44,9 @@ _CRIU_FLAGS = {
     "shell-job": (("shell-job",), False),
     "file-locks": (("file-locks",), False),
     "manage-cgroups-mode": (("manage-cgroups-mode",), True),
+    "empty-ns": (("empty-ns",), "repeat"),
+    "auto-dedup": (("auto-dedup",), False),
+    "lazy-pages": (("lazy-pages",), False),
 }
 #: command → its flags, in the order the global help lists the commands
 COMMANDS: dict[str, dict] = {
@@ -101,7 +104,14 @@ COMMANDS: dict[str, dict] = {
     },
     "inspect": {"format": (("format", "f"), True)},
     "validate": {"bundle": (("bundle", "b"), True)},
-    "checkpoint": {**_CRIU_FLAGS, "leave-running": (("leave-running",), False)},
+    "checkpoint": {
+        **_CRIU_FLAGS,
+        "leave-running": (("leave-running",), False),
+        "parent-path": (("parent-path",), True),
+        "pre-dump": (("pre-dump",), False),
+        "page-server": (("page-server",), True),
+        "status-fd": (("status-fd",), True),
+    },
     "restore": {
         **_CRIU_FLAGS,
         "bundle": (("bundle", "b"), True),
@@ -109,6 +119,9 @@ COMMANDS: dict[str, dict] = {
         "pid-file": (("pid-file",), True),
         "console-socket": (("console-socket",), True),
         "no-subreaper": (("no-subreaper",), False),
+        "no-pivot": (("no-pivot",), False),
+        "lsm-profile": (("lsm-profile",), True),
+        "lsm-mount-context": (("lsm-mount-context",), True),
     },
 }
 #: command → "module:function" (relative to this package).  The function is called as
@@ -126,7 +139,7 @@ ENTRY = {
     "pause": ".commands.pause:cmd_pause", "resume": ".commands.pause:cmd_resume",
     "exec": ".commands.exec:cmd_exec",
     "validate": ".commands.validate:cmd_validate",
-    "checkpoint": ".checkpoint:cmd_checkpoint", "restore": ".checkpoint:cmd_restore",
+    "checkpoint": ".checkpoint:cmd_checkpoint", "restore": ".restore:cmd_restore",
 }
 
 #: command → (least, most) positional arguments (None: no upper bound), checked as runc checks them

@@ -45,7 +45,7 @@ class Runtime:
     def create(self, cid: str, opts) -> ContainerState:
         from . import launcher
 
-        sd = self._dir(cid)
+        claim = NewStateDir(self.root, cid)  # the id is checked here, before anything is spawned
         # The init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while we
         # validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.
         init = launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
@@ -59,25 +59,13 @@ class Runtime:
                 # runc's checkTerminal: a detached container's pty master must go somewhere.
                 raise config.ConfigError("process.terminal is true but no --console-socket was given "
                                          "(cannot allocate a tty for a detached container)")
-            os.makedirs(self.root, mode=0o700, exist_ok=True)  # runc's mode (the state dirs below are 0711)
-            try:
-                os.mkdir(sd.path, 0o711)
-            except FileExistsError:
-                raise ContainerExists(cid) from None
-            lock = sd.lock()
-            try:
+            with claim as sd:
                 if spec.process is not None and os.environ.get("NOTIFY_SOCKET"):
                     from . import notify  # systemd's NOTIFY_SOCKET: relayed from the container by `start`
 
                     spec = notify.prepare(spec, sd.path, opts.bundle)
                 handed = True  # from here launcher.create kills and reaps the init on failure
                 return launcher.create(spec, sd, opts, self.log, init=init)
-            except BaseException as e:
-                if not getattr(e, "keep_state", False):  # set when the undo left something to remove
-                    remove_state_dir(sd.path)
-                raise
-            finally:
-                os.close(lock)
         finally:
             if not handed:
                 launcher.discard_init(*init)
@@ -302,6 +290,39 @@ class Runtime:
                     self.log.warning(str(e))
 
 
+class NewStateDir:
+    """The state dir of a container being made, by `create` or by `restore` (ocirun.checkpoint).
+
+    Entering claims the id (``mkdir``: :class:`ContainerExists` if taken) and takes its lock;
+    leaving releases the lock and, when the block failed, removes the dir again -- unless the
+    error carries ``keep_state`` (its undo left something that `delete --force` must find, and the
+    state names it)."""
+
+    def __init__(self, root: str, cid: str):
+        self.root, self.sd, self.lock = root, StateDir(root, cid), None
+
+    def __enter__(self) -> StateDir:
+        os.makedirs(self.root, mode=0o700, exist_ok=True)  # runc's mode (the state dirs below are 0711)
+        try:
+            os.mkdir(self.sd.path, 0o711)
+        except FileExistsError:
+            raise ContainerExists(self.sd.id) from None
+        try:
+            self.lock = self.sd.lock()
+        except BaseException:
+            remove_state_dir(self.sd.path)
+            raise
+        return self.sd
+
+    def __exit__(self, kind, error, tb) -> bool:
+        try:
+            if error is not None and not getattr(error, "keep_state", False):
+                remove_state_dir(self.sd.path)
+        finally:
+            os.close(self.lock)
+        return False
+
+
 def owner_of(path: str) -> str:
     """The user name of ``path``'s owner, or ``#uid`` without one: runc's list OWNER (the state dir's
     owner, so a rootless user's containers show that user, root's show root)."""
@@ -400,5 +421,3 @@ def remove_state_dir(path: str) -> None:
 
     remove_state_dir(path)
 
-
-_remove_dir = remove_state_dir  # the name ocirun.checkpoint used

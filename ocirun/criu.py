@@ -22,12 +22,14 @@ import subprocess
 from .errors import OciError
 
 # criu_req_type
-DUMP, RESTORE, CHECK, NOTIFY, VERSION = 1, 2, 3, 6, 10
+DUMP, RESTORE, CHECK, PRE_DUMP, NOTIFY, FEATURE_CHECK, VERSION = 1, 2, 3, 4, 6, 9, 10
+#: criu_features fields (the FEATURE_CHECK request and its answer): name → number
+FEATURES = {"mem_track": 1, "lazy_pages": 2}
 # criu_cg_mode: runc's --manage-cgroups-mode names → values ("" = CRIU's default)
 CG_MODES = {"": 6, "ignore": 0, "soft": 3, "full": 4, "strict": 5}
 
 #: criu_opts fields: name → (number, kind).  kind: "i" int32, "u" uint32, "b" bool, "s" string,
-#: "S" repeated string, "M" repeated message (a list of already-encoded field lists).
+#: "S" repeated string, "m" one message, "M" repeated message (each a list of (number, kind, value)).
 OPTS = {
     "images_dir_fd": (1, "i"), "pid": (2, "i"), "leave_running": (3, "b"), "ext_unix_sk": (4, "b"),
     "tcp_established": (5, "b"), "evasive_devices": (6, "b"), "shell_job": (7, "b"), "file_locks": (8, "b"),
@@ -35,6 +37,9 @@ OPTS = {
     "ext_mnt": (23, "M"), "manage_cgroups": (24, "b"), "cg_root": (25, "M"), "rst_sibling": (26, "b"),
     "inherit_fd": (27, "M"), "manage_cgroups_mode": (34, "u"), "external": (37, "S"), "join_ns": (39, "M"),
     "freeze_cgroup": (44, "s"), "orphan_pts_master": (50, "b"), "notify_scripts": (12, "b"),
+    "ps": (11, "m"), "parent_img": (14, "s"), "track_mem": (15, "b"), "auto_dedup": (16, "b"),
+    "empty_ns": (38, "u"), "lazy_pages": (48, "b"), "status_fd": (49, "i"), "config_file": (51, "s"),
+    "lsm_profile": (53, "s"), "lsm_mount_context": (63, "s"),
 }
 
 
@@ -136,6 +141,8 @@ def encode_opts(opts: dict) -> bytes:
             fields.append((num, "s", value))
         elif kind == "S":
             fields += [(num, "s", v) for v in value]
+        elif kind == "m":
+            fields.append((num, "m", encode_fields(value)))
         else:  # "M": each item is a list of (number, kind, value) for the nested message
             fields += [(num, "m", encode_fields(item)) for item in value]
     return encode_fields(fields)
@@ -155,6 +162,28 @@ def cgroup_root(ctrl: str, path: str) -> list:
 
 def join_ns(ns: str, path: str) -> list:
     return [(1, "s", ns), (2, "s", path)]
+
+
+def page_server(address: str, port: int) -> list:
+    return [(1, "s", address), (2, "v", port)]
+
+
+def parse_page_server(value: str) -> tuple[str, int]:
+    """``ADDRESS:PORT`` (``[v6]:PORT`` for IPv6) → (address, port), refused as runc refuses it."""
+    address, sep, port = value.rpartition(":")
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    elif ":" in address:
+        sep = ""  # an IPv6 address needs its brackets, or the port cannot be told apart
+    if not sep or not address or not port:
+        raise CriuError(f"invalid --page-server {value!r}: use --page-server ADDRESS:PORT")
+    try:
+        number = int(port, 10)
+    except ValueError:
+        number = -1
+    if not 0 < number < 65536:
+        raise CriuError(f"invalid --page-server {value!r}: invalid port number {port!r}")
+    return address, number
 
 
 # -- the binary -----------------------------------------------------------------------------------------
@@ -188,6 +217,24 @@ def check_reason(text: str) -> str:
     return text.strip().splitlines()[-1] if text.strip() else "unknown error"
 
 
+def missing_features(binary: str, wanted: list[str]) -> list[str]:
+    """Which of ``wanted`` (names of :data:`FEATURES`) this CRIU on this kernel lacks (FEATURE_CHECK)."""
+    request = encode_fields([(FEATURES[name], "v", 1) for name in wanted])
+    swrk = Swrk(binary)
+    try:
+        # CRIU before 2.12 crashed on a request without options: an empty set is sent (as runc does).
+        swrk.send(FEATURE_CHECK, b"", features=request)
+        resp, fds = swrk.recv()
+        for fd in fds:
+            os.close(fd)
+    finally:
+        swrk.close()
+    if not resp.get(2, [0])[0]:
+        raise CriuError("CRIU feature check failed")
+    have = decode(resp.get(8, [b""])[0])
+    return [name for name in wanted if not have.get(FEATURES[name], [0])[0]]
+
+
 # -- one swrk session ----------------------------------------------------------------------------------
 class Swrk:
     """A ``criu swrk`` process and our end of its socket."""
@@ -196,6 +243,11 @@ class Swrk:
         import fcntl
         import socket
 
+        from .kernel import linux as k
+
+        # CRIU gets stdio, its socket and ``extra_fds``, nothing else we hold (a --status-fd, an
+        # engine's pipes): it may outlive us serving lazy pages, and would keep them open.
+        k.close_range(3, 0xFFFFFFFF, 4)  # CLOSE_RANGE_CLOEXEC
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.sock = ours
         # fds for the child are moved above 10 first: a dup2 onto itself would leave CLOEXEC set.
@@ -212,12 +264,15 @@ class Swrk:
                 os.close(fd)
         self.status = None
 
-    def send(self, req_type: int, opts: bytes | None = None, notify_success: bool | None = None) -> None:
+    def send(self, req_type: int, opts: bytes | None = None, notify_success: bool | None = None,
+             features: bytes | None = None) -> None:
         fields = [(1, "v", req_type)]
         if opts is not None:
             fields.append((2, "m", opts))
         if notify_success is not None:
             fields.append((3, "v", 1 if notify_success else 0))
+        if features is not None:
+            fields.append((5, "m", features))
         self.sock.send(encode_fields(fields))
 
     def recv(self) -> tuple[dict, list[int]]:

@@ -200,7 +200,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             pidfd_sock = pidfd.connect(opts.pidfd_socket)
         if terminal:
             if opts.console_socket:
-                console_fd = launcher._connect_console(opts.console_socket)
+                console_fd = launcher.connect_console(opts.console_socket)
             else:
                 from .tty import caller_size, console_pair
 

@@ -18,9 +18,10 @@ from .plan import CAPABILITIES, NAMESPACES, known_mount_options
 
 def unsafe_annotations() -> list[str]:
     """config.json annotations that change what ocirun does (features.md; a trailing "." is a prefix)."""
+    from .checkpoint import CRIU_CONFIG_ANNOTATION
     from .security import KEEP_GROUPS_ANNOTATION
 
-    return [KEEP_GROUPS_ANNOTATION]
+    return [KEEP_GROUPS_ANNOTATION, CRIU_CONFIG_ANNOTATION]
 
 
 def features() -> dict:
@@ -46,7 +47,8 @@ def features() -> dict:
         "hooks": list(HOOK_PHASES),
         "mountOptions": known_mount_options(),
         "linux": linux,
-        "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false",
+        # checkpoint/restore are implemented (ocirun.checkpoint; they need a working criu, as runc's)
+        "annotations": {"org.opencontainers.runc.checkpoint.enabled": "true",
                         "io.github.ocirun.version": _version()},
         "potentiallyUnsafeConfigAnnotations": unsafe_annotations(),
     }

@@ -91,7 +91,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         st = initial_state(spec, sd.id, opts.bundle, rootless=opts.rootless, systemd_cgroup=opts.systemd_cgroup)
         sd.save_config(spec.raw)  # what the init gets in CONFIG below; later commands read only this
         seccomp_wire = _compile_seccomp(spec, log)
-        console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
+        console_fd = connect_console(opts.console_socket) if opts.console_socket else None
         if opts.pidfd_socket:
             from . import pidfd
 
@@ -139,7 +139,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         resources = resources_with_default_devices(spec.linux.resources, rootless=opts.rootless)
         # The state ("creating") names the cgroup before any directory of it is made: if this
         # process is killed at any instant, `delete --force` finds and removes everything.
-        cgroup = _setup_cgroup(spec, sd.id, s1, opts, st, resources, record=sd.save, log=log)
+        cgroup = setup_cgroup(spec, sd.id, s1, opts, st, resources, record=sd.save, log=log)
         log.debug(f"init stage {s1} moved into its cgroup {st.cgroup.get('path', '')}")
         try:
             sync.send(sock, sync.CGROUP_JOINED)
@@ -184,7 +184,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                 st.pid_start = s2_start
                 log.debug(f"container init is pid {s2}; cgroup limits applied")
             elif kind == sync.HOOKS:
-                _run_create_hooks(spec, st)
+                run_create_hooks(spec, st)
                 log.debug("prestart and createRuntime hooks done")
                 sync.send(sock, sync.HOOKS_DONE)
             elif kind == sync.READY:
@@ -268,7 +268,7 @@ def _poststop_after_failure(spec: Spec, st: ContainerState, log) -> None:
             log.warning(str(e))
 
 
-def _run_create_hooks(spec: Spec, st: ContainerState) -> None:
+def run_create_hooks(spec: Spec, st: ContainerState) -> None:
     from .hooks import run_phase
 
     state = st.hook_state()
@@ -394,7 +394,7 @@ def _listen(sd: StateDir):
     return s
 
 
-def _connect_console(path: str) -> int:
+def connect_console(path: str) -> int:
     import _socket as socket  # see _listen
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -432,7 +432,7 @@ def _bind_trees(spec: Spec, bundle: str, pid: int) -> dict[int, int]:
         raise InitError(str(e.strerror or e)) from None
 
 
-def _setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState, resources: dict,
+def setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: ContainerState, resources: dict,
                   record=None, log=None):
     """Create the container's cgroup and move the init stage in before it forks (the limits of
     ``resources`` go on later; a systemd unit starts with its device rules, see cgroups.systemd).

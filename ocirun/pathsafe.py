@@ -84,6 +84,42 @@ def mkdirall_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
     return k.openat2(rootfd, "/".join(done) or ".", O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
 
 
+def resolve_in_root(root: str, path: str) -> str:
+    """The absolute path, inside the rootfs ``root`` (a host directory), that ``path`` resolves to
+    when its symlinks are followed *as if the rootfs were /*, as create resolved the mount
+    destination; components that do not exist are kept as written (runc's securejoin).
+
+    What CRIU knows a bind mount by: a destination ``/conf`` that is a symlink to ``/real/conf`` in the
+    image was mounted on ``/real/conf``, and that is the mount point in the container's mount table.
+    Pure path work on the host's view of the image (lstat, readlink): nothing is opened or made."""
+    todo = _parts(path)
+    done: list[str] = []
+    links = 0
+    while todo:
+        comp = todo.pop(0)
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            done = done[:-1]
+            continue
+        try:
+            st = os.lstat(os.path.join(root, *done, comp))
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(comp)
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            done.append(comp)
+            continue
+        links += 1
+        if links > MAX_SYMLINKS:
+            raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+        target = os.readlink(os.path.join(root, *done, comp))
+        if target.startswith("/"):
+            done = []
+        todo = target.split("/") + todo
+    return "/" + "/".join(done)
+
+
 def create_target(rootfd: int, path: str, is_dir: bool, mode: int = 0o755) -> int:
     """Make sure ``path`` exists in the rootfs as a directory or a file; return an O_PATH fd of it.
 

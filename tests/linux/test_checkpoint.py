@@ -239,11 +239,15 @@ def test_terminal_container_restored_onto_a_new_console_socket(oci, tmp_path, cr
     os.close(m)
     assert proc.returncode == 0, proc.stderr
     lis = listener(str(tmp_path / "c2.sock"))
-    restore = subprocess.Popen([OCIRUN, "--root", oci.root, "--criu", criu_bin, "restore", "-d",
-                                "--bundle", oci.bundle, "--console-socket", str(tmp_path / "c2.sock"),
-                                "--image-path", str(tmp_path / "img"), cid],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    m = master(lis)
+    with open(tmp_path / "restore.err", "w") as err:
+        restore = subprocess.Popen([OCIRUN, "--root", oci.root, "--criu", criu_bin, "restore", "-d",
+                                    "--bundle", oci.bundle, "--console-socket", str(tmp_path / "c2.sock"),
+                                    "--image-path", str(tmp_path / "img"), cid],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        m = master(lis)
+    except IndexError:  # restore failed before it had a terminal to send: say why
+        raise AssertionError((tmp_path / "restore.err").read_text()) from None
     try:
         assert restore.wait(60) == 0
         assert b"got:two" in talk(m, "two")  # the same shell, answering on the new console

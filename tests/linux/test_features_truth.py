@@ -39,7 +39,7 @@ def _status(out, key):
 
 # -- the lists are the code's tables ----------------------------------------------------------------
 def test_lists_are_the_tables_the_code_consults(feats):
-    from ocirun import config, mempolicy, plan, security, validate
+    from ocirun import checkpoint, config, mempolicy, plan, security, validate
     from ocirun.features import unsafe_annotations
     from ocirun.seccomp import translate
 
@@ -52,7 +52,8 @@ def test_lists_are_the_tables_the_code_consults(feats):
     assert feats["linux"]["seccomp"]["operators"] == sorted(translate.OPERATORS)
     assert feats["linux"]["seccomp"]["knownFlags"] == sorted(translate.FLAGS)
     assert feats["linux"]["memoryPolicy"] == {"modes": list(mempolicy.MODES), "flags": list(mempolicy.FLAGS)}
-    assert feats["potentiallyUnsafeConfigAnnotations"] == unsafe_annotations() == [security.KEEP_GROUPS_ANNOTATION]
+    assert feats["potentiallyUnsafeConfigAnnotations"] == unsafe_annotations() == [
+        security.KEEP_GROUPS_ANNOTATION, checkpoint.CRIU_CONFIG_ANNOTATION]
 
 
 def test_version_range_is_what_the_gate_accepts(feats):
@@ -359,8 +360,9 @@ def test_net_devices_are_moved(oci, feats, veth):
 
 
 def test_every_listed_annotation_changes_behaviour(oci, feats):
-    """run.oci.keep_original_groups: the process keeps the runtime caller's supplementary groups."""
-    assert feats["potentiallyUnsafeConfigAnnotations"] == ["run.oci.keep_original_groups"]
+    """run.oci.keep_original_groups: the process keeps the runtime caller's supplementary groups.
+    (org.criu.config, CRIU's configuration file: tests/linux/test_checkpoint_flags.py, where CRIU works.)"""
+    assert feats["potentiallyUnsafeConfigAnnotations"] == ["run.oci.keep_original_groups", "org.criu.config"]
     out = {}
     for value in (None, "1"):
         spec = oci.config(args=("grep", "^Groups:", "/proc/self/status"))

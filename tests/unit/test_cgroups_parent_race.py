@@ -80,6 +80,6 @@ def test_setup_cgroup_removes_a_partial_create(tmp_path, monkeypatch):
     spec = SimpleNamespace(linux=SimpleNamespace(cgroupsPath="/t/c"))
     opts = SimpleNamespace(systemd_cgroup=False, rootless=False)
     with pytest.raises(CgroupError):
-        launcher._setup_cgroup(spec, "c", 12345, opts, SimpleNamespace(), {})
+        launcher.setup_cgroup(spec, "c", 12345, opts, SimpleNamespace(), {})
     assert seen  # one hierarchy got its directories before the failure ...
     assert not os.path.exists(f"{h.root}/{seen[0]}/t")  # ... and lost them again
