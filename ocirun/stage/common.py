@@ -53,15 +53,21 @@ def debug(sock, msg: dict, text: str) -> None:
         sync.send(sock, sync.WARNING, msg=text, level="debug")
 
 
+def describe(e: BaseException) -> str:
+    """``e`` as one line for the user.  OSError(errno, message) is how the stages raise with context:
+    show the message (and the file), not Python's "[Errno N]" prefix (the caller reads one line, as
+    from runc)."""
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{text}: {e.filename}"
+    return text
+
+
 def report(sock, e: BaseException) -> None:
     """Send ``e`` to the parent as ERROR, one line as runc prints it (stderr if the socket is gone)."""
     if isinstance(e, SystemExit):
         return
-    # OSError(errno, message) is how the stages raise with context: show the message, not
-    # Python's "[Errno N]" prefix (the caller reads one line, as from runc).
-    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
-        text = f"{text}: {e.filename}"
+    text = describe(e)
     from ..errors import HookError
 
     try:

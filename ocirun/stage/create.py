@@ -29,7 +29,7 @@ from .. import sync
 from ..kernel import identity
 from ..kernel import linux as k
 from ..pathsafe import O_PATH
-from .common import (become_namespace_root, debug, exec_process, load_seccomp, prepare_exec_state,
+from .common import (become_namespace_root, debug, describe, exec_process, load_seccomp, prepare_exec_state,
                      preimport, report)
 
 
@@ -334,7 +334,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     try:
         _exec_sequence(spec, process, path, msg, opts, seccomp, masks, last_cap, setgroups, handles)
     except BaseException as e:
-        _fail_after_start(str(e))
+        _fail_after_start(describe(e))
 
 
 def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, masks: dict, last_cap: int,

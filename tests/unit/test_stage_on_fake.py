@@ -561,11 +561,12 @@ def test_capabilities_the_runtime_does_not_hold_fail_create_in_runcs_words(stage
 
 @pytest.mark.parametrize("call,err,text", [
     ("set_mode_filter", errno.EINVAL, "Eseccomp: loading the filter: Invalid argument"),
-    ("setresuid", errno.EPERM, "E[Errno 1] Operation not permitted"),
-    ("capset", errno.EPERM, "E[Errno 1] Operation not permitted"),
+    ("setresuid", errno.EPERM, "EOperation not permitted"),
+    ("capset", errno.EPERM, "EOperation not permitted"),
 ])
 def test_a_failure_after_start_goes_to_start_over_its_connection(stage, call, err, text):
-    """After READY the sync socket is closed: `start` reads "0", then "E" and the error text."""
+    """After READY the sync socket is closed: `start` reads "0", then "E" and the error text (one line, as
+    before READY: no Python "[Errno N]" prefix, which this path printed before)."""
     assert _fail_create(stage, _spec(stage), call, err) == 1
     assert [kind for kind, _ in stage.sent()] == [sync.HOOKS, sync.READY]
     assert stage.start_reply() == b"0" + text.encode()
