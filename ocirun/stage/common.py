@@ -63,6 +63,22 @@ def describe(e: BaseException) -> str:
     return text
 
 
+def fork_then(sock, child) -> None:
+    """Fork; the parent sends PID and exits 0, the child runs ``child()``, which execs the process and
+    so never returns; an error on the way is reported and exits 1.  Both stages fork once for the same
+    reason: a new or joined pid namespace takes in only children."""
+    pid = os.fork()
+    if pid:
+        sync.send(sock, sync.PID, pid=pid)
+        os._exit(0)
+    try:
+        child()
+    except BaseException as e:
+        report(sock, e)
+        os._exit(1)
+    os._exit(0)  # not reached: child() execs (a test's recorded execve returns here: it "succeeded")
+
+
 def report(sock, e: BaseException) -> None:
     """Send ``e`` to the parent as ERROR, one line as runc prints it (stderr if the socket is gone)."""
     if isinstance(e, SystemExit):

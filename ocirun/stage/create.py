@@ -29,8 +29,8 @@ from .. import sync
 from ..kernel import identity
 from ..kernel import linux as k
 from ..pathsafe import O_PATH
-from .common import (become_namespace_root, debug, describe, exec_process, load_seccomp, prepare_exec_state,
-                     preimport, report)
+from .common import (become_namespace_root, debug, describe, exec_process, fork_then, load_seccomp,
+                     prepare_exec_state, preimport)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,16 +123,7 @@ def stage1(sock, msg: dict, fds: list[int]) -> None:
 
     # [3] Fork, send PID: in a new pid namespace the child is pid 1; time namespaces also apply to children.
     debug(sock, msg, "child process in init(): namespaces entered, forking the container's init")
-    pid = os.fork()
-    if pid:
-        sync.send(sock, sync.PID, pid=pid)
-        os._exit(0)
-    try:
-        stage2(sock, spec, msg, fds, handles)
-    except BaseException as e:
-        report(sock, e)
-        os._exit(1)
-    os._exit(0)  # not reached: stage2 execs
+    fork_then(sock, lambda: stage2(sock, spec, msg, fds, handles))
 
 
 def _preimport(spec) -> None:

@@ -27,8 +27,8 @@ from .. import sync
 from ..kernel import files, identity
 from ..kernel import linux as k
 from ..plan import PROC_NS_FLAGS
-from .common import (become_namespace_root, debug, exec_process, load_seccomp, prepare_exec_state,
-                     preimport, report)
+from .common import (become_namespace_root, debug, exec_process, fork_then, load_seccomp,
+                     prepare_exec_state, preimport)
 
 BREAKOUT = ("current working directory is outside of container mount namespace root -- "
             "possible container breakout detected")
@@ -89,16 +89,8 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
 
     # [2] Fork, send PID: setns(pid) applies to children only, so the child is in the container's pid ns.
     debug(sock, msg, "child process in init(): namespaces joined, forking the process")
-    pid = os.fork()
-    if pid:
-        sync.send(sock, sync.PID, pid=pid)
-        os._exit(0)
-    try:
-        _process(sock, process, opts, masks, last_cap, seccomp, listener, console, joined_user, msg)
-    except BaseException as e:
-        report(sock, e)
-        os._exit(1)
-    os._exit(1)  # not reached
+    fork_then(sock, lambda: _process(sock, process, opts, masks, last_cap, seccomp, listener, console,
+                                     joined_user, msg))
 
 
 def _process(sock, process, opts, masks, last_cap, seccomp, listener, console, joined_user, msg) -> None:
