@@ -35,9 +35,11 @@ class Runtime:
         from . import launcher
 
         sd = self._dir(cid)
-        # The init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while we
-        # validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.
-        init = launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+        # A re-exec'd init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while
+        # we validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.
+        # None when launcher.create forks it instead, with the config parsed (ocirun.stagefork).
+        init = None if launcher.stagefork_allowed() else \
+            launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
         handed = False
         try:
             from . import config
@@ -68,7 +70,7 @@ class Runtime:
             finally:
                 os.close(lock)
         finally:
-            if not handed:
+            if not handed and init is not None:
                 launcher.discard_init(*init)
 
     # -- start ----------------------------------------------------------------------------------

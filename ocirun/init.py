@@ -76,11 +76,14 @@ def _report(sock, e: BaseException) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-def stage1(sock, msg: dict, fds: list[int]) -> None:
+def stage1(sock, msg: dict, fds: list[int], spec=None) -> None:
+    """``spec``: the parsed config, given when the stage was forked from `create` (ocirun.stagefork),
+    which parsed it already; parsed from CONFIG here when the stage was re-exec'd."""
     from .config import Spec
     from .plan import JOIN_ORDER, NAMESPACES
 
-    spec = Spec.parse(msg["spec"], msg["bundle"])
+    if spec is None:
+        spec = Spec.parse(msg["spec"], msg["bundle"])
     linux = spec.linux
     _preimport(spec)
     # Up to here only Python work, done while the parent moves us into the cgroup: every kernel object
