@@ -122,12 +122,10 @@ def _close_all_but(keep: set[int]) -> None:
 def _scrub_host_strings() -> None:
     """Zero the arguments after argv[0] and the environment block, which /proc/<pid>/cmdline (read
     by anyone in the pid namespace) and /proc/<pid>/environ show; empty os.environ (unsetenv)."""
-    import ctypes
-
     os.environ.clear()
     with open("/proc/self/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     arg_start, arg_end, env_start, env_end = (int(x) for x in fields[45:49])  # fields 48–51 of proc(5)
-    first = len(ctypes.string_at(arg_start)) + 1
+    first = k.string_length(arg_start) + 1
     k.zero_memory(arg_start + first, arg_end - arg_start - first)
     k.zero_memory(env_start, env_end - env_start)

@@ -415,3 +415,8 @@ def zero_memory(address: int, length: int) -> None:
     command's environment block and arguments, which /proc/<pid>/{environ,cmdline} read)."""
     if length > 0:
         ctypes.memset(ctypes.c_void_p(address), 0, length)
+
+
+def string_length(address: int) -> int:
+    """strlen() of the NUL-terminated string at ``address`` in our own memory."""
+    return len(ctypes.string_at(address))
