@@ -33,7 +33,9 @@ class Runtime:
     # -- create ---------------------------------------------------------------------------------
     def create(self, cid: str, opts) -> ContainerState:
         from . import launcher
+        from .cgroups import warm
 
+        warm.start()  # the first cgroup.procs write's RCU wait passes while we read the config
         sd = self._dir(cid)
         # A re-exec'd init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while
         # we validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.

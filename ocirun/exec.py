@@ -273,7 +273,9 @@ def execute(rt, cid: str, opts: ExecOptions) -> int:
     if st.pid <= 0:
         raise ExecRefused("container is not running")
     from . import launcher
+    from .cgroups import warm
 
+    warm.start()  # the first cgroup.procs write's RCU wait passes while we read the process
     # A re-exec'd exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we
     # read and check the process and the seccomp profile; killed and reaped if we stop before handing
     # it over.  None when _launch forks it instead (ocirun.stagefork).
