@@ -44,11 +44,15 @@ class Runtime:
     # -- create ---------------------------------------------------------------------------------
     def create(self, cid: str, opts) -> ContainerState:
         from . import launcher
+        from .cgroups import warm
 
+        warm.start()  # the first cgroup.procs write's RCU wait passes while we read the config
         claim = NewStateDir(self.root, cid)  # the id is checked here, before anything is spawned
-        # The init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while we
-        # validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.
-        init = launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+        # A re-exec'd init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while
+        # we validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.
+        # None when launcher.create forks it instead, with the config parsed (ocirun.stagefork).
+        init = None if launcher.stagefork_allowed() else \
+            launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
         handed = False
         try:
             from . import config
@@ -67,7 +71,7 @@ class Runtime:
                 handed = True  # from here launcher.create kills and reaps the init on failure
                 return launcher.create(spec, sd, opts, self.log, init=init)
         finally:
-            if not handed:
+            if not handed and init is not None:
                 launcher.discard_init(*init)
 
     # -- start ----------------------------------------------------------------------------------

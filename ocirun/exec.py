@@ -62,10 +62,14 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
     if st.pid <= 0:
         raise ExecRefused("container is not running")
     from . import launcher
+    from .cgroups import warm
 
-    # The exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we read and
-    # check the process and the seccomp profile; killed and reaped if we stop before handing it over.
-    init = launcher.spawn_init({sync.ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+    warm.start()  # the first cgroup.procs write's RCU wait passes while we read the process
+    # A re-exec'd exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we
+    # read and check the process and the seccomp profile; killed and reaped if we stop before handing
+    # it over.  None when _launch forks it instead (ocirun.stagefork).
+    init = (None, None) if launcher.stagefork_allowed() else \
+        launcher.spawn_init({sync.ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     try:
         # The config create used, kept in the state dir: never the bundle's config.json, which may have
         # been edited (a process without the container's seccomp filter) or removed since.
@@ -76,7 +80,8 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
         subs = parse_sub_cgroups(opts.cgroups)
         seccomp_wire, from_config = _container_seccomp(conf, rt.log)
     except BaseException:
-        launcher.discard_init(*init)
+        if init[0] is not None:
+            launcher.discard_init(*init)
         raise
     return _launch(rt, st, raw, opts, terminal, subs, seccomp_wire, from_config, paused=st.status == PAUSED,
                    init=init)
@@ -166,7 +171,8 @@ def open_namespaces(pid: int, pid_start: int, proc: str = "/proc", root: bool = 
 
 def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, seccomp_wire, from_config: dict,
             paused: bool, init: tuple) -> ExecResult:
-    """``init``: (pid, socket) of the exec stage, spawned by :func:`execute`; ours to kill and reap on failure."""
+    """``init``: (pid, socket) of the exec stage, spawned by :func:`execute`; ours to kill and reap on failure.
+    (None, None): the stage is forked here once its CONFIG is ready (ocirun.stagefork)."""
     from . import launcher
     from .cgroups import from_state
     from .config import Process
@@ -179,7 +185,8 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
         namespaces = open_namespaces(st.pid, st.pid_start,
                                      root=bool(st.namespaces) and "mount" not in st.namespaces)
     except BaseException:
-        launcher.discard_init(stage, sock)
+        if stage is not None:
+            launcher.discard_init(stage, sock)
         raise
     console_fd = None
     tty_sock = None
@@ -224,12 +231,17 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
         if console_fd is not None:
             fd_index["console"] = len(fds)
             fds.append(console_fd)
-        sync.send(sock, sync.CONFIG, fds=fds, process=raw, seccomp=seccomp_wire, state=st.hook_state(),
-                  options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
-                           "fd_index": fd_index, "preserve_fds": opts.preserve_fds,
-                           "setgroups": _setgroups_allowed(st.pid), "keep_groups": _keep_groups(st),
-                           "debug": getattr(rt.log, "debugging", False),
-                           **from_config})
+        config = dict(process=raw, seccomp=seccomp_wire, state=st.hook_state(),
+                      options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
+                               "fd_index": fd_index, "preserve_fds": opts.preserve_fds,
+                               "setgroups": _setgroups_allowed(st.pid), "keep_groups": _keep_groups(st),
+                               "debug": getattr(rt.log, "debugging", False),
+                               **from_config})
+        if stage is None:
+            stage, sock = _fork_stage(config, fds, opts)
+            rt.log.debug(f"exec stage {stage} forked ({launcher.stagefork_reason()})")
+        else:
+            sync.send(sock, sync.CONFIG, fds=fds, **config)
         for _, fd in namespaces:
             os.close(fd)
         namespaces = []
@@ -313,6 +325,19 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
             sock.close()
         if pidfd_sock is not None:
             pidfd_sock.close()
+
+
+def _fork_stage(config: dict, fds: list[int], opts: ExecOptions) -> tuple:
+    """Fork the exec stage (ocirun.stagefork) with CONFIG's fields and fds as they are here."""
+    from .stage.common import EXEC_COMM
+    from .stagefork import fork_stage
+
+    def entry(sock) -> None:
+        from .stage.exec import exec_stage
+
+        exec_stage(sock, {"type": sync.CONFIG, **config}, fds)
+
+    return fork_stage(entry, comm=EXEC_COMM, keep=fds, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
 
 
 def _join_cgroups(mgr, sub_dirs: list[str], pid: int) -> None:

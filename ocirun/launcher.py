@@ -72,6 +72,34 @@ def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0, stdio: tupl
     return pid, parent
 
 
+def stagefork_allowed() -> bool:
+    """Whether the stages may be forked from this process rather than re-exec'd (ocirun.stagefork)."""
+    from .stagefork import protection
+
+    return protection()[0]
+
+
+def stagefork_reason() -> str:
+    from .stagefork import protection
+
+    return protection()[1]
+
+
+def fork_init(spec: Spec, config: dict, fds: list[int], opts: CreateOptions) -> tuple:
+    """Fork the init stage (ocirun.stagefork): it gets CONFIG's fields and fds as they are here, and
+    the parsed ``spec``, with no message and no second parse.  Returns (pid, our end of the socket)."""
+    from .stagefork import fork_stage
+
+    def entry(sock) -> None:
+        from .stage.create import stage1
+
+        stage1(sock, {"type": sync.CONFIG, **config}, fds, spec=spec)
+
+    from .stage.common import INIT_COMM
+
+    return fork_stage(entry, comm=INIT_COMM, keep=fds, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+
+
 def discard_init(pid: int, sock) -> None:
     """Kill and reap an init stage that never got its CONFIG (create failed before).
 
@@ -105,7 +133,10 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if pidfd_sock is not None:
             pidfd_sock.close()
         raise
-    s1, sock = init if init is not None else spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+    # The init stage: spawned by the caller already, forked below (ocirun.stagefork), or spawned now.
+    forked = init is None and stagefork_allowed()
+    s1, sock = init if init is not None else (None, None) if forked else \
+        spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     s2 = None
     s2_start = 0
     cgroup = None
@@ -123,16 +154,20 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         for i, fd in idmap_fds.items():
             fd_index[f"idmap{i}"] = len(fds)
             fds.append(fd)
-        sync.send(sock, sync.CONFIG, fds=fds, spec=spec.raw, bundle=opts.bundle,
-                  state=st.hook_state(), seccomp=seccomp_wire,
-                  options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
-                           "no_new_keyring": opts.no_new_keyring,
-                           "fd_index": fd_index, "setgroups": _setgroups_allowed(spec),
-                           "debug": getattr(log, "debugging", False),
-                           "keep_groups": _keep_groups(spec)})
+        config = dict(spec=spec.raw, bundle=opts.bundle, state=st.hook_state(), seccomp=seccomp_wire,
+                      options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
+                               "no_new_keyring": opts.no_new_keyring,
+                               "fd_index": fd_index, "setgroups": _setgroups_allowed(spec),
+                               "debug": getattr(log, "debugging", False),
+                               "keep_groups": _keep_groups(spec)})
+        if forked:
+            s1, sock = fork_init(spec, config, fds, opts)
+            log.debug(f"init stage {s1} forked ({stagefork_reason()}); its config is in its memory")
+        else:
+            sync.send(sock, sync.CONFIG, fds=fds, **config)
+            log.debug(f"init stage {s1} started; config of {opts.bundle} sent")
         for fd in idmap_fds.values():
             os.close(fd)
-        log.debug(f"init stage {s1} started; config of {opts.bundle} sent")
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
@@ -217,7 +252,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
             raise InitError(f"init stage failed: {e}") from None
         raise
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
         start_sock.close()
         if console_fd is not None:
             os.close(console_fd)
@@ -285,10 +321,11 @@ def _undo(s1: int, s2: tuple | None, cgroup) -> None:
     from .kernel.process import kill
     from .teardown import Process, kill_all
 
-    try:
-        kill(s1, SIGKILL)  # our child, not reaped yet: its pid cannot have been reused
-    except ProcessLookupError:
-        pass
+    if s1 is not None:  # None: create failed before the stage was forked
+        try:
+            kill(s1, SIGKILL)  # our child, not reaped yet: its pid cannot have been reused
+        except ProcessLookupError:
+            pass
     init = Process(*s2) if s2 else None
     survivors = False
     try:
@@ -298,7 +335,8 @@ def _undo(s1: int, s2: tuple | None, cgroup) -> None:
     finally:
         if init is not None:
             init.close()
-    _reap(s1, None, timeout=0 if survivors else 10.0)
+    if s1 is not None:
+        _reap(s1, None, timeout=0 if survivors else 10.0)
     if cgroup is not None:
         cgroup.destroy()
 

@@ -327,3 +327,16 @@ def join_session_keyring(name: str | None = None) -> int:
     ret = libc.syscall(ctypes.c_long(_nr("keyctl")), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING),
                        ctypes.c_char_p(name.encode() if name else None))
     return check(ret, "keyctl(JOIN_SESSION_KEYRING)")
+
+
+# --- the process's own memory (ocirun.stagefork) --------------------------------------------------
+def zero_memory(address: int, length: int) -> None:
+    """Overwrite ``length`` bytes of our own memory at ``address`` with zeros (a forked stage wipes the
+    command's environment block and arguments, which /proc/<pid>/{environ,cmdline} read)."""
+    if length > 0:
+        ctypes.memset(ctypes.c_void_p(address), 0, length)
+
+
+def string_length(address: int) -> int:
+    """strlen() of the NUL-terminated string at ``address`` in our own memory."""
+    return len(ctypes.string_at(address))

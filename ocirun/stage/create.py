@@ -34,13 +34,16 @@ from .common import (become_namespace_root, debug, describe, exec_process, fork_
 
 
 # ------------------------------------------------------------------------------------------------
-def stage1(sock, msg: dict, fds: list[int]) -> None:
-    """Stage 1, from CONFIG to the fork of stage 2 (steps [0]–[3]).  Never returns."""
+def stage1(sock, msg: dict, fds: list[int], spec=None) -> None:
+    """Stage 1, from CONFIG to the fork of stage 2 (steps [0]–[3]).  Never returns.  ``spec``: the
+    parsed config, given when the stage was forked from `create` (ocirun.stagefork), which parsed it
+    already; parsed from CONFIG here when the stage was re-exec'd."""
     from ..config import Spec
     from ..plan import JOIN_ORDER, NAMESPACES
 
-    # [0] CONFIG (received by ocirun.stage.entry)
-    spec = Spec.parse(msg["spec"], msg["bundle"])
+    # [0] CONFIG (received by ocirun.stage.entry, or handed over by ocirun.stagefork)
+    if spec is None:
+        spec = Spec.parse(msg["spec"], msg["bundle"])
     linux = spec.linux
     # runc's words for this step (its nsexec), which runc's debug tests and users' scripts look for.
     debug(sock, msg, "nsexec container setup: joining and creating the container's namespaces")

@@ -44,7 +44,8 @@ def fake(tmp_path, monkeypatch):
         return 0
 
     monkeypatch.setattr(config, "read_json", read_json)
-    monkeypatch.setattr(launcher, "spawn_init", lambda *a, **kw: (None, None))
+    monkeypatch.setattr(launcher, "stagefork_allowed", lambda: False)  # the re-exec'd stage, spawned early
+    monkeypatch.setattr(launcher, "spawn_init", lambda *a, **kw: (0, None))
     monkeypatch.setattr(launcher, "discard_init", discard)
     monkeypatch.setattr(ex, "_launch", launch)
     st = SimpleNamespace(status="running", pid=1, bundle=rec.bundle)
