@@ -48,15 +48,13 @@ def wanted(spec) -> bool:
     return spec.linux.namespace("user") is not None and os.geteuid() == 0 and bool(spec.mounts)
 
 
-def trees(spec, bundle: str, pid: int) -> dict[int, int]:
+def trees(mounts: list, pid: int) -> dict[int, int]:
     """The detached trees of every bind :func:`made_by_runtime`, keyed by the mount's index in
-    ``mounts``, cloned inside the mount namespace of ``pid`` (stage 2).  Raises OSError naming
+    ``mounts`` (the plan's mount operations, ocirun.plan.LaunchPlan.mounts), cloned inside the mount namespace of ``pid`` (stage 2).  Raises OSError naming
     the mount (the wording stage 2 would have used) when a source cannot be cloned."""
-    from .plan import mount_op
     from .rootfs import detached_bind
 
-    ops = [(i, op) for i, op in ((i, mount_op(m, bundle)) for i, m in enumerate(spec.mounts))
-           if made_by_runtime(op)]
+    ops = [(i, op) for i, op in enumerate(mounts) if made_by_runtime(op)]
     if not ops:
         return {}
     if len(ops) > SCM_MAX_FD:

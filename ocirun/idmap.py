@@ -54,7 +54,7 @@ def userns_fd(uid_mappings: list, gid_mappings: list) -> int:
         os.waitpid(pid, 0)
 
 
-def detached_trees(spec, bundle: str) -> dict[int, int]:
+def detached_trees(spec, mounts: list) -> dict[int, int]:
     """Every idmapped bind mount of the config made here, in the runtime, as a detached mount fd
     (keyed by its index in ``mounts``); the init only attaches it (``rootfs.bind_mount(tree=)``).
 
@@ -65,13 +65,11 @@ def detached_trees(spec, bundle: str) -> dict[int, int]:
     A mount without a mapping of its own (``idmap`` alone) takes the container's: a namespace
     with the same maps (as crun does), or the one the config joins by path.
     """
-    from .plan import mount_op
     from .rootfs import detached_bind
 
     out: dict[int, int] = {}
     try:
-        for i, m in enumerate(spec.mounts):
-            op = mount_op(m, bundle)
+        for i, op in enumerate(mounts):  # the plan's mount operations (ocirun.plan.LaunchPlan.mounts)
             if not (op.bind and (op.idmap or op.uid_mappings)):
                 continue
             try:

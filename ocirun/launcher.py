@@ -85,15 +85,15 @@ def stagefork_reason() -> str:
     return protection()[1]
 
 
-def fork_init(spec: Spec, config: dict, fds: list[int], opts: CreateOptions) -> tuple:
+def fork_init(spec: Spec, plan, config: dict, fds: list[int], opts: CreateOptions) -> tuple:
     """Fork the init stage (ocirun.stagefork): it gets CONFIG's fields and fds as they are here, and
-    the parsed ``spec``, with no message and no second parse.  Returns (pid, our end of the socket)."""
+    the parsed ``spec`` and ``plan``, with no message and no second parse.  Returns (pid, our end of the socket)."""
     from .stagefork import fork_stage
 
     def entry(sock) -> None:
         from .stage.create import stage1
 
-        stage1(sock, {"type": sync.CONFIG, **config}, fds, spec=spec)
+        stage1(sock, {"type": sync.CONFIG, **config}, fds, spec=spec, plan=plan)
 
     from .stage.common import INIT_COMM
 
@@ -133,6 +133,11 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if pidfd_sock is not None:
             pidfd_sock.close()
         raise
+    from .plan import launch_plan
+
+    # What the config asks for, decided once (ocirun.plan.LaunchPlan): the stage executes it, and the
+    # binds this process prepares for it are read from the same mount operations.
+    plan = launch_plan(spec, opts.bundle)
     # The init stage: spawned by the caller already, forked below (ocirun.stagefork), or spawned now.
     forked = init is None and stagefork_allowed()
     s1, sock = init if init is not None else (None, None) if forked else \
@@ -150,18 +155,19 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if console_fd is not None:
             fd_index["console"] = len(fds)
             fds.append(console_fd)
-        idmap_fds = _idmapped_trees(spec, opts.bundle)
+        idmap_fds = _idmapped_trees(spec, plan.mounts)
         for i, fd in idmap_fds.items():
             fd_index[f"idmap{i}"] = len(fds)
             fds.append(fd)
-        config = dict(spec=spec.raw, bundle=opts.bundle, state=st.hook_state(), seccomp=seccomp_wire,
+        config = dict(spec=spec.raw, plan=plan.to_wire(), bundle=opts.bundle, state=st.hook_state(),
+                      seccomp=seccomp_wire,
                       options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
                                "no_new_keyring": opts.no_new_keyring,
                                "fd_index": fd_index, "setgroups": _setgroups_allowed(spec),
                                "debug": getattr(log, "debugging", False),
                                "keep_groups": _keep_groups(spec)})
         if forked:
-            s1, sock = fork_init(spec, config, fds, opts)
+            s1, sock = fork_init(spec, plan, config, fds, opts)
             log.debug(f"init stage {s1} forked ({stagefork_reason()}); its config is in its memory")
         else:
             sync.send(sock, sync.CONFIG, fds=fds, **config)
@@ -209,7 +215,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
                     from .netdev import move_devices
 
                     move_devices(spec.linux.netDevices, f"/proc/{s2}/ns/net")
-                trees = _bind_trees(spec, opts.bundle, s2)
+                trees = _bind_trees(spec, plan.mounts, s2)
                 try:
                     sync.send(sock, sync.CGROUP_DONE, fds=list(trees.values()), trees=list(trees))
                 finally:
@@ -444,7 +450,7 @@ def connect_console(path: str) -> int:
     return s.detach()
 
 
-def _idmapped_trees(spec: Spec, bundle: str) -> dict[int, int]:
+def _idmapped_trees(spec: Spec, mounts: list) -> dict[int, int]:
     """The idmapped bind mounts, made here as detached mounts for the init to attach (see
     ocirun.idmap.detached_trees for why the runtime makes them)."""
     if not any(m.uidMappings or {"idmap", "ridmap"} & set(m.options or ()) for m in spec.mounts):
@@ -452,12 +458,12 @@ def _idmapped_trees(spec: Spec, bundle: str) -> dict[int, int]:
     from .idmap import detached_trees
 
     try:
-        return detached_trees(spec, bundle)
+        return detached_trees(spec, mounts)
     except OSError as e:
         raise OciError(str(e.strerror or e)) from None
 
 
-def _bind_trees(spec: Spec, bundle: str, pid: int) -> dict[int, int]:
+def _bind_trees(spec: Spec, mounts: list, pid: int) -> dict[int, int]:
     """The bind mounts of a user-namespaced container, cloned with our credentials inside its mount
     namespace for stage 2 to attach (see ocirun.bindsource for why)."""
     from . import bindsource
@@ -465,7 +471,7 @@ def _bind_trees(spec: Spec, bundle: str, pid: int) -> dict[int, int]:
     if not bindsource.wanted(spec):
         return {}
     try:
-        return bindsource.trees(spec, bundle, pid)
+        return bindsource.trees(mounts, pid)
     except OSError as e:
         raise InitError(str(e.strerror or e)) from None
 

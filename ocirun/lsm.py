@@ -50,17 +50,6 @@ def selinux_enabled() -> bool:
 # ---- what to write ---------------------------------------------------------------------------------
 #: Filesystem types whose mount gets the mount label (runc: every mount that goes through its generic
 #: path; proc, sysfs, mqueue, cgroup and binds do not).
-_UNLABELLED = {"proc", "sysfs", "mqueue", "cgroup", "cgroup2", "bind", "none"}
-
-
-def labelled_mount_data(fstype: str | None, bind: bool, data: str, label: str | None) -> str:
-    """The mount's data string with ``context="label"`` added where runc adds it."""
-    if not label or bind or (fstype or "") in _UNLABELLED:
-        return data
-    opt = f'context="{label}"'
-    return f"{data},{opt}" if data else opt
-
-
 def exec_attr_writes(apparmor_profile: str | None, selinux_label: str | None) -> list[tuple[tuple[str, ...], str]]:
     """The attr writes that label the next execve, in order: (candidate attr names, value).
 

@@ -176,6 +176,63 @@ def mount_op(m, bundle: str) -> MountOp:
     )
 
 
+#: mount types runc never adds an SELinux ``context=`` to (ocirun.lsm applies labels; this is the data)
+_UNLABELLED = {"proc", "sysfs", "mqueue", "cgroup", "cgroup2", "bind", "none"}
+
+
+def labelled_mount_data(fstype: str | None, bind: bool, data: str, label: str | None) -> str:
+    """The mount's data string with ``context="label"`` added where runc adds it."""
+    if not label or bind or (fstype or "") in _UNLABELLED:
+        return data
+    opt = f'context="{label}"'
+    return f"{data},{opt}" if data else opt
+
+
+class LaunchPlan(Record):
+    """What `create` decided from the validated config: built once, in the parent, by :func:`launch_plan`
+    (pure: nothing is opened or asked of the kernel), and executed by the init stage, which gets it in
+    CONFIG when re-exec'd (:meth:`to_wire`) or in its memory when forked (ocirun.stagefork).  The runtime's
+    own steps (the idmapped and user-namespace bind trees) read the same mount operations, so no mount is
+    parsed twice and what the parent prepared is exactly what the stage mounts."""
+
+    #: namespaces joined by path, in JOIN_ORDER (user first, mount last): [type, path]
+    joins: list = factory(list)
+    #: a new user namespace, made on its own first (the parent writes its maps)
+    new_user: bool = False
+    #: CLONE_* flags of every other namespace made new, in one unshare
+    unshare_flags: int = 0
+    #: the config's mounts, in order, parsed (bundle-relative bind sources resolved, mountLabel applied)
+    mounts: list[MountOp] = factory(list)
+
+    def to_wire(self) -> dict:
+        return {"joins": self.joins, "new_user": self.new_user, "unshare_flags": self.unshare_flags,
+                "mounts": [m.to_dict() for m in self.mounts]}
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "LaunchPlan":
+        return cls(joins=[list(j) for j in d["joins"]], new_user=d["new_user"], unshare_flags=d["unshare_flags"],
+                   mounts=[MountOp(**m) for m in d["mounts"]])
+
+
+def launch_plan(spec, bundle: str) -> LaunchPlan:
+    """The plan of ``spec`` (a validated :class:`ocirun.config.Spec`) for the bundle at ``bundle``."""
+    linux = spec.linux
+    by_type = {ns.type: ns for ns in linux.namespaces}
+    joins = [[t, by_type[t].path] for t in JOIN_ORDER if t in by_type and by_type[t].path]
+    new = [ns.type for ns in linux.namespaces if not ns.path]
+    flags = 0
+    for t in new:
+        if t != "user":
+            flags |= NAMESPACES[t][0]
+    mounts = []
+    for m in spec.mounts:
+        op = mount_op(m, bundle)
+        if linux.mountLabel:
+            op.data = labelled_mount_data(op.fstype, op.bind, op.data, linux.mountLabel)
+        mounts.append(op)
+    return LaunchPlan(joins=joins, new_user="user" in new, unshare_flags=flags, mounts=mounts)
+
+
 PROPAGATION_ROOTFS = {
     "private": k.MS_PRIVATE, "rprivate": k.MS_PRIVATE | k.MS_REC,
     "slave": k.MS_SLAVE, "rslave": k.MS_SLAVE | k.MS_REC,

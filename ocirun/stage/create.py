@@ -34,16 +34,19 @@ from .common import (become_namespace_root, debug, describe, exec_process, fork_
 
 
 # ------------------------------------------------------------------------------------------------
-def stage1(sock, msg: dict, fds: list[int], spec=None) -> None:
+def stage1(sock, msg: dict, fds: list[int], spec=None, plan=None) -> None:
     """Stage 1, from CONFIG to the fork of stage 2 (steps [0]–[3]).  Never returns.  ``spec``: the
     parsed config, given when the stage was forked from `create` (ocirun.stagefork), which parsed it
-    already; parsed from CONFIG here when the stage was re-exec'd."""
+    already; parsed from CONFIG here when the stage was re-exec'd.  ``plan``: what the parent decided
+    (ocirun.plan.LaunchPlan), likewise given or read from CONFIG; the stage executes it."""
     from ..config import Spec
-    from ..plan import JOIN_ORDER, NAMESPACES
+    from ..plan import NAMESPACES, LaunchPlan
 
     # [0] CONFIG (received by ocirun.stage.entry, or handed over by ocirun.stagefork)
     if spec is None:
         spec = Spec.parse(msg["spec"], msg["bundle"])
+    if plan is None:
+        plan = LaunchPlan.from_wire(msg["plan"])
     linux = spec.linux
     # runc's words for this step (its nsexec), which runc's debug tests and users' scripts look for.
     debug(sock, msg, "nsexec container setup: joining and creating the container's namespaces")
@@ -61,16 +64,12 @@ def stage1(sock, msg: dict, fds: list[int], spec=None) -> None:
 
     # Join the namespaces given by path: open them all first (paths resolve in the runtime
     # mount namespace), then setns in order, user first.
-    joins = []
-    for nstype in JOIN_ORDER:
-        ns = linux.namespace(nstype)
-        if ns is not None and ns.path:
-            joins.append((nstype, os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)))
-    for nstype, nsfd in joins:
+    joins = [(nstype, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for nstype, path in plan.joins]
+    for nstype, path, nsfd in joins:
         try:
             k.setns(nsfd, NAMESPACES[nstype][0])
         except OSError as e:
-            raise OSError(e.errno, f"join {nstype} namespace {linux.namespace(nstype).path}: {e.strerror}") from None
+            raise OSError(e.errno, f"join {nstype} namespace {path}: {e.strerror}") from None
         os.close(nsfd)
 
     mntns = linux.namespace("mount")
@@ -90,8 +89,7 @@ def stage1(sock, msg: dict, fds: list[int], spec=None) -> None:
 
     # [2] A new user namespace first: the parent writes our maps (USERNS_READY → USERNS_MAPPED),
     # then we become its root.
-    userns = linux.namespace("user")
-    if userns is not None and not userns.path:
+    if plan.new_user:
         # A non-root parent can open our /proc/<pid>/{uid,gid}_map only while we are dumpable
         # (runc does the same); nothing of the container runs yet, and we go back at once.
         unprivileged = os.geteuid() != 0
@@ -109,9 +107,7 @@ def stage1(sock, msg: dict, fds: list[int], spec=None) -> None:
         # throw-away one all the same, and this fd takes stage 2 back (rootfs.enter_runtime_namespace).
         handles["runtime_mntns"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         flags = k.CLONE_NEWNS
-    for ns in linux.namespaces:
-        if ns.type != "user" and not ns.path:
-            flags |= NAMESPACES[ns.type][0]
+    flags |= plan.unshare_flags
     if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
         # The container's own cgroup per hierarchy, for the cgroup mount of stage 2: read here, in its
         # cgroups and still outside a new cgroup namespace (inside, every path reads "/").
@@ -126,7 +122,7 @@ def stage1(sock, msg: dict, fds: list[int], spec=None) -> None:
 
     # [3] Fork, send PID: in a new pid namespace the child is pid 1; time namespaces also apply to children.
     debug(sock, msg, "child process in init(): namespaces entered, forking the container's init")
-    fork_then(sock, lambda: stage2(sock, spec, msg, fds, handles))
+    fork_then(sock, lambda: stage2(sock, spec, plan, msg, fds, handles))
 
 
 def _preimport(spec) -> None:
@@ -157,10 +153,9 @@ def _write_time_offsets(offsets: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
+def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
     """Stage 2, the container's init, from CGROUP_DONE to execve (steps [4]–[7]).  Never returns."""
     from .. import lsm, rootfs, security
-    from ..plan import mount_op
 
     opts = msg["options"]
     linux = spec.linux
@@ -187,10 +182,7 @@ def stage2(sock, spec, msg: dict, fds: list[int], handles: dict) -> None:
     os.close(handles["root"])
     dev_is_bind = False
     readonly_dev = False  # a read-only /dev tmpfs: made read-only once its devices and console are in
-    for i, m in enumerate(spec.mounts):
-        op = mount_op(m, msg["bundle"])
-        if linux.mountLabel:
-            op.data = lsm.labelled_mount_data(op.fstype, op.bind, op.data, linux.mountLabel)
+    for i, op in enumerate(plan.mounts):
         if op.destination == "/dev" and op.bind:
             dev_is_bind = True
         readonly_dev = rootfs.defer_readonly_dev(op) or readonly_dev

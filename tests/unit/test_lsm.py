@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ocirun import lsm, procfs, security
+from ocirun import lsm, plan, procfs, security
 from ocirun.stage import create
 from ocirun.config import Spec
 from ocirun.kernel import linux as k
@@ -33,12 +33,12 @@ def fk(monkeypatch):
 
 def test_mount_label_added_where_runc_adds_it():
     label = "system_u:object_r:container_file_t:s0:c1,c2"
-    assert lsm.labelled_mount_data("tmpfs", False, "mode=755", label) == f'mode=755,context="{label}"'
-    assert lsm.labelled_mount_data("devpts", False, "", label) == f'context="{label}"'
+    assert plan.labelled_mount_data("tmpfs", False, "mode=755", label) == f'mode=755,context="{label}"'
+    assert plan.labelled_mount_data("devpts", False, "", label) == f'context="{label}"'
     for fstype in ("proc", "sysfs", "mqueue", "cgroup", "cgroup2"):
-        assert lsm.labelled_mount_data(fstype, False, "x=1", label) == "x=1"
-    assert lsm.labelled_mount_data("none", True, "", label) == ""
-    assert lsm.labelled_mount_data("tmpfs", False, "size=1k", None) == "size=1k"
+        assert plan.labelled_mount_data(fstype, False, "x=1", label) == "x=1"
+    assert plan.labelled_mount_data("none", True, "", label) == ""
+    assert plan.labelled_mount_data("tmpfs", False, "size=1k", None) == "size=1k"
 
 
 def test_exec_writes_apparmor_then_selinux(fk):

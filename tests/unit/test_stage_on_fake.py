@@ -305,13 +305,20 @@ def _spec(s: Stage, *, namespaces=None, user=False, process=None, linux=None, ho
     }
 
 
+def _plan(raw: dict, bundle) -> dict:
+    """The launch plan the parent builds from the same config (ocirun.launcher, ocirun.plan.launch_plan)."""
+    from ocirun.config import Spec
+
+    return plan.launch_plan(Spec.parse(raw, str(bundle)), str(bundle)).to_wire()
+
+
 def _create(s: Stage, raw: dict, *, userns_mapped=False, hooks=True, **options):
     """CONFIG as ocirun.launcher sends it, then every later message of the parent, in order."""
     opts = {"no_pivot": False, "preserve_fds": 0, "no_new_keyring": False, "fd_index": {"start": 0},
             "setgroups": True, "debug": False, "keep_groups": False}
     opts.update(options)
     start = s.start_socket()
-    s.feed(sync.CONFIG, fds=[start], spec=raw, bundle=str(s.tmp), seccomp=FILTER,
+    s.feed(sync.CONFIG, fds=[start], spec=raw, plan=_plan(raw, s.tmp), bundle=str(s.tmp), seccomp=FILTER,
            state={"ociVersion": "1.2.0", "id": "ctr", "status": "creating", "bundle": str(s.tmp)},
            options=opts)
     os.close(start)  # sent: the stage holds its own copy
@@ -453,7 +460,7 @@ def test_a_parent_thread_maps_the_user_namespace_only_once_the_stage_asks(stage,
         seen["pid"] = stage._recv(stage.parent, sync.PID)[0]["pid"]
 
     start = stage.start_socket()
-    stage.feed(sync.CONFIG, fds=[start], spec=raw, bundle=str(stage.tmp), seccomp=FILTER,
+    stage.feed(sync.CONFIG, fds=[start], spec=raw, plan=_plan(raw, stage.tmp), bundle=str(stage.tmp), seccomp=FILTER,
                state={"ociVersion": "1.2.0", "id": "ctr", "status": "creating", "bundle": str(stage.tmp)},
                options={"fd_index": {"start": 0}, "preserve_fds": 0})
     os.close(start)
