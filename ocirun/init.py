@@ -1,7 +1,8 @@
 """The init stage: everything that happens inside the container before the user program runs.
 
 `create` re-execs the interpreter (``python -I -S``) into :func:`main`, with the
-sync socket named by ``_OCIRUN_INITPIPE``.  The sequence below reads top to
+sync socket named by ``_OCIRUN_INITPIPE``, or, with the interpreter on read-only mounts,
+forks and calls :func:`stage1` directly with the parsed spec (:mod:`ocirun.stagefork`).  The sequence below reads top to
 bottom in spec order; the numbered sync points match the diagram in
 :mod:`ocirun.sync`.
 

@@ -25,7 +25,9 @@ memory.  What the re-exec gave that a fork does not, and how each is made up for
   stage runs without an ``env`` of their own inherit nothing of the caller's, as with runc's init).
 * **signals and Python state.**  Dispositions and mask back to defaults at the kernel level (the
   command may block or catch signals: ``run`` and a foreground ``exec`` do); stdio is flushed before
-  the fork; the child never returns into the command: it ends in execve or ``os._exit``.
+  the fork; the child never returns into the command: it ends in execve or ``os._exit``.  Only a
+  single-threaded caller forks (decided before ocirun.cgroups.warm starts its thread, which holds no
+  lock while it waits in the kernel): an embedding program's thread could hold a lock for ever.
 """
 from __future__ import annotations
 
@@ -73,6 +75,15 @@ def _check() -> tuple[bool, str]:
     except OSError as e:  # no /proc, or map_files refused (it needs CAP_SYS_ADMIN): cannot tell
         return False, f"cannot verify the interpreter's mounts: {e.strerror or e}"
     return True, f"the interpreter {exe} and its {len(seen)} mapped objects are on read-only mounts"
+
+
+def single_threaded() -> bool:
+    """Whether this process has one thread: a fork copies only the calling one, and a lock another
+    held (an embedding program's logging, malloc, import lock) would never be released in the child."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def fork_stage(entry, *, comm: str, keep: list[int], preserve_fds: int = 0, stdio: tuple | None = None):

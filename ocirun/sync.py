@@ -26,6 +26,9 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`::
       ◀──────────────────── READY ──────────
       (state.json written; create returns)    blocks in accept() on exec.sock
 
+A stage forked from the command (ocirun.stagefork) gets CONFIG's fields and fds in its memory, with
+the parsed spec, instead of the message; every later message is the same.
+
 Any step may answer ERROR {msg} instead; :func:`recv` raises it as :class:`PeerError`, and the
 parent prints it with context.
 

@@ -213,12 +213,14 @@ def test_create_killed_midway_leaves_nothing_after_delete_force(oci):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cg = None
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and cg is None:
+    # The state names the cgroup before its first mkdir: wait for the directory too.
+    while time.monotonic() < deadline and not (cg and os.path.isdir(cg)):
         try:
             with open(os.path.join(oci.root, "c1", "state.json")) as f:
                 cg = json.load(f)["cgroup"]["paths"]["pids"]
         except (OSError, ValueError, KeyError):
-            time.sleep(0.02)
+            pass
+        time.sleep(0.02)
     assert cg and os.path.isdir(cg)
     time.sleep(0.3)
     p.kill()
