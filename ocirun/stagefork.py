@@ -31,6 +31,7 @@ memory.  What the re-exec gave that a fork does not, and how each is made up for
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -104,6 +105,9 @@ def fork_stage(entry, *, comm: str, keep: list[int], preserve_fds: int = 0, stdi
         return pid, parent
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
+        # No collections in the child (it lives until its execve): a pass would walk, and so copy,
+        # every page of the inherited heap that holds a tracked object.
+        gc.disable()
         k.reset_signals()
         k.set_name(comm)
         parent.close()
