@@ -83,9 +83,9 @@ def stagefork_allowed() -> bool:
 
 
 def stagefork_reason() -> str:
-    from .stagefork import protection
+    from .stagefork import last_reason
 
-    return protection()[1]
+    return last_reason()
 
 
 def fork_init(spec: Spec, config: dict, fds: list[int], opts: CreateOptions) -> tuple:

@@ -40,16 +40,21 @@ from .kernel import linux as k
 
 ST_RDONLY = 1
 
-_VERDICT: tuple[bool, str] | None = None
+_LAST: tuple[bool, str] = (False, "not checked")
 
 
 def protection() -> tuple[bool, str]:
     """(may fork, why): whether this process's executable and its mapped shared objects lie on
-    read-only mounts.  Computed once per process (≈0.1 ms: /proc/self/maps and a statvfs each)."""
-    global _VERDICT
-    if _VERDICT is None:
-        _VERDICT = _check()
-    return _VERDICT
+    read-only mounts now (≈0.2 ms: /proc/self/maps and a statvfs each).  Checked on every call, not
+    once per process: a long-lived caller of the Python API may see a mount made writable meanwhile."""
+    global _LAST
+    _LAST = _check()
+    return _LAST
+
+
+def last_reason() -> str:
+    """Why the last :func:`protection` allowed or refused the fork (for the --debug record)."""
+    return _LAST[1]
 
 
 def _check() -> tuple[bool, str]:

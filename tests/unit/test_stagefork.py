@@ -12,12 +12,11 @@ def test_no_fork_when_asked(monkeypatch):
     assert stagefork._check() == (False, "OCIRUN_NO_FORK is set")
 
 
-def test_verdict_computed_once(monkeypatch):
-    calls = []
-    monkeypatch.setattr(stagefork, "_VERDICT", None)
-    monkeypatch.setattr(stagefork, "_check", lambda: calls.append(1) or (True, "why"))
-    assert stagefork.protection() == (True, "why") and stagefork.protection() == (True, "why")
-    assert calls == [1]
+def test_verdict_checked_every_time_and_its_reason_kept(monkeypatch):
+    answers = iter([(True, "read-only"), (False, "now writable")])
+    monkeypatch.setattr(stagefork, "_check", lambda: next(answers))
+    assert stagefork.protection() == (True, "read-only") and stagefork.last_reason() == "read-only"
+    assert stagefork.protection() == (False, "now writable") and stagefork.last_reason() == "now writable"
 
 
 def test_single_threaded_sees_a_thread():
