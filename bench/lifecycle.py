@@ -500,7 +500,7 @@ def format_report(summary: dict, rat: dict, arm_names: list[str], target_arm: st
         cols = [a for a in arm_names if a in summary[v]]
         others = [a for a in cols if a != "runc" and "runc" in cols]
         head = f"{'metric':<18}{'unit':<7}" + "".join(f"{a + ' med [p90]':>24}" for a in cols)
-        head += "".join(f"{a + '/runc':>13}" for a in others)
+        head += "".join(f"{a + '/runc':>{max(13, len(a) + 7)}}" for a in others)
         if target_arm in others:
             head += f"{'target':>11}  ok"
         lines.append(head)
@@ -515,7 +515,7 @@ def format_report(summary: dict, rat: dict, arm_names: list[str], target_arm: st
                 row += f"{cell:>24}"
             for a in others:
                 r = rat.get(v, {}).get(a, {}).get(m)
-                row += f"{(f'{r:.2f}' if r is not None else '-'):>13}"
+                row += f"{(f'{r:.2f}' if r is not None else '-'):>{max(13, len(a) + 7)}}"
             if target_arm in others:
                 r = rat.get(v, {}).get(target_arm, {}).get(m)
                 mine = summary[v][target_arm].get(m)

@@ -46,13 +46,13 @@ class Runtime:
         from . import launcher
         from .cgroups import warm
 
+        fork = launcher.stagefork_allowed()  # before warm's thread starts
         warm.start()  # the first cgroup.procs write's RCU wait passes while we read the config
         claim = NewStateDir(self.root, cid)  # the id is checked here, before anything is spawned
         # A re-exec'd init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while
         # we validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.
         # None when launcher.create forks it instead, with the config parsed (ocirun.stagefork).
-        init = None if launcher.stagefork_allowed() else \
-            launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+        init = None if fork else launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
         handed = False
         try:
             from . import config
@@ -69,7 +69,7 @@ class Runtime:
 
                     spec = notify.prepare(spec, sd.path, opts.bundle)
                 handed = True  # from here launcher.create kills and reaps the init on failure
-                return launcher.create(spec, sd, opts, self.log, init=init)
+                return launcher.create(spec, sd, opts, self.log, init=init, fork=fork)
         finally:
             if not handed and init is not None:
                 launcher.discard_init(*init)

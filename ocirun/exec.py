@@ -1,13 +1,14 @@
 """Launch a new process in a created or running container: the runtime's side of `exec`.
 
-    Runtime.exec (this module)               exec stage (ocirun.stage.exec, python -I -S)
-    ──────────────────────────               ───────────────────────────────────────────
+    Runtime.exec (this module)               exec stage (ocirun.stage.exec: forked or python -I -S)
+    ──────────────────────────               ──────────────────────────────────────────────────────
     load the state; refuse stopped, paused
     the process: --process FILE, or the
       kept config's process + flags
       (<root>/<id>/config.json, from create)
     compile seccomp; open /proc/<init>/ns/*
-    spawn the stage
+    spawn the stage (or fork it: CONFIG is
+      then its memory, the fds its own)
     ── CONFIG {process, namespaces} + fds ───▶
     put it in the cgroup                     parse, import (nothing joined yet)
     ── CGROUP_JOINED ────────────────────────▶
@@ -64,11 +65,12 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
     from . import launcher
     from .cgroups import warm
 
+    fork = launcher.stagefork_allowed()  # before warm's thread starts
     warm.start()  # the first cgroup.procs write's RCU wait passes while we read the process
     # A re-exec'd exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we
     # read and check the process and the seccomp profile; killed and reaped if we stop before handing
     # it over.  None when _launch forks it instead (ocirun.stagefork).
-    init = (None, None) if launcher.stagefork_allowed() else \
+    init = (None, None) if fork else \
         launcher.spawn_init({sync.ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     try:
         # The config create used, kept in the state dir: never the bundle's config.json, which may have

@@ -1,9 +1,10 @@
-"""Parent side of `create`: spawn the init stage, answer it, record the container.
+"""Parent side of `create`: start the init stage, answer it, record the container.
 
-The init stage is a fresh interpreter (``python -I -S``), not a fork of this
-one: it starts with no inherited Python state, no environment but the fd
-numbers it needs, and no open file but stdio, the sync socket and what the
-caller asked us to pass on (``--preserve-fds``).
+The init stage is forked from this process when the interpreter is verified immutable
+(:mod:`ocirun.stagefork`: it then gets the parsed spec in memory), else it is a fresh
+interpreter (``python -I -S``) re-exec'd from a read-only bind of itself: it starts with no
+inherited Python state, no environment but the fd numbers it needs, and no open file but
+stdio, the sync socket and what the caller asked us to pass on (``--preserve-fds``).
 """
 from __future__ import annotations
 
@@ -73,16 +74,18 @@ def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0, stdio: tupl
 
 
 def stagefork_allowed() -> bool:
-    """Whether the stages may be forked from this process rather than re-exec'd (ocirun.stagefork)."""
-    from .stagefork import protection
+    """Whether the stages may be forked from this process rather than re-exec'd (ocirun.stagefork):
+    the interpreter is on read-only mounts, and we are single-threaded (a Python API caller's threads
+    may hold locks a forked child would wait on for ever).  Asked before we start threads of our own."""
+    from .stagefork import protection, single_threaded
 
-    return protection()[0]
+    return protection()[0] and single_threaded()
 
 
 def stagefork_reason() -> str:
-    from .stagefork import protection
+    from .stagefork import last_reason
 
-    return protection()[1]
+    return last_reason()
 
 
 def fork_init(spec: Spec, plan, config: dict, fds: list[int], opts: CreateOptions) -> tuple:
@@ -109,11 +112,13 @@ def discard_init(pid: int, sock) -> None:
     sock.close()
 
 
-def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | None = None) -> ContainerState:
+def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | None = None,
+           fork: bool = False) -> ContainerState:
     """Run the whole create sequence; on any failure undo everything and raise.
 
     ``init``: (pid, socket) of an init stage spawned by the caller with :func:`spawn_init`
-    (so that it boots while the config is validated); spawned here when None."""
+    (so that it boots while the config is validated); spawned here when None, or forked with
+    ``fork`` (the caller asked :func:`stagefork_allowed`)."""
     console_fd = pidfd_sock = None
     try:
         st = initial_state(spec, sd.id, opts.bundle, rootless=opts.rootless, systemd_cgroup=opts.systemd_cgroup)
@@ -139,7 +144,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
     # binds this process prepares for it are read from the same mount operations.
     plan = launch_plan(spec, opts.bundle)
     # The init stage: spawned by the caller already, forked below (ocirun.stagefork), or spawned now.
-    forked = init is None and stagefork_allowed()
+    forked = init is None and fork
     s1, sock = init if init is not None else (None, None) if forked else \
         spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     s2 = None

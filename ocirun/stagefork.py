@@ -25,10 +25,13 @@ memory.  What the re-exec gave that a fork does not, and how each is made up for
   stage runs without an ``env`` of their own inherit nothing of the caller's, as with runc's init).
 * **signals and Python state.**  Dispositions and mask back to defaults at the kernel level (the
   command may block or catch signals: ``run`` and a foreground ``exec`` do); stdio is flushed before
-  the fork; the child never returns into the command: it ends in execve or ``os._exit``.
+  the fork; the child never returns into the command: it ends in execve or ``os._exit``.  Only a
+  single-threaded caller forks (decided before ocirun.cgroups.warm starts its thread, which holds no
+  lock while it waits in the kernel): an embedding program's thread could hold a lock for ever.
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -37,16 +40,21 @@ from .kernel import linux as k
 
 ST_RDONLY = 1
 
-_VERDICT: tuple[bool, str] | None = None
+_LAST: tuple[bool, str] = (False, "not checked")
 
 
 def protection() -> tuple[bool, str]:
     """(may fork, why): whether this process's executable and its mapped shared objects lie on
-    read-only mounts.  Computed once per process (≈0.1 ms: /proc/self/maps and a statvfs each)."""
-    global _VERDICT
-    if _VERDICT is None:
-        _VERDICT = _check()
-    return _VERDICT
+    read-only mounts now (≈0.2 ms: /proc/self/maps and a statvfs each).  Checked on every call, not
+    once per process: a long-lived caller of the Python API may see a mount made writable meanwhile."""
+    global _LAST
+    _LAST = _check()
+    return _LAST
+
+
+def last_reason() -> str:
+    """Why the last :func:`protection` allowed or refused the fork (for the --debug record)."""
+    return _LAST[1]
 
 
 def _check() -> tuple[bool, str]:
@@ -75,6 +83,15 @@ def _check() -> tuple[bool, str]:
     return True, f"the interpreter {exe} and its {len(seen)} mapped objects are on read-only mounts"
 
 
+def single_threaded() -> bool:
+    """Whether this process has one thread: a fork copies only the calling one, and a lock another
+    held (an embedding program's logging, malloc, import lock) would never be released in the child."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 def fork_stage(entry, *, comm: str, keep: list[int], preserve_fds: int = 0, stdio: tuple | None = None):
     """Fork; the child becomes the stage and runs ``entry(sock)``, never returning here.
 
@@ -93,6 +110,9 @@ def fork_stage(entry, *, comm: str, keep: list[int], preserve_fds: int = 0, stdi
         return pid, parent
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
+        # No collections in the child (it lives until its execve): a pass would walk, and so copy,
+        # every page of the inherited heap that holds a tracked object.
+        gc.disable()
         k.reset_signals()
         k.set_name(comm)
         parent.close()

@@ -44,6 +44,9 @@ The same messages for an `exec` (:mod:`ocirun.exec`, stage :mod:`ocirun.stage.ex
                                              console, preflight, privileges, seccomp
       ◀──────────────────── [4] READY ──────  execve: the socket is close-on-exec, so EOF follows
 
+A stage forked from the command (ocirun.stagefork) gets CONFIG's fields and fds in its memory, with
+the parsed spec and plan, instead of the message; every later message is the same.
+
 WARNING {msg, level} may come from a stage at any point (a note for the parent's log).
 Any step may answer ERROR {msg} instead; :func:`recv` raises it as :class:`PeerError`, and the
 parent prints it with context.

@@ -1,9 +1,10 @@
 """The create stage: everything that happens inside the container before the user program runs.
 
 `create` re-execs the interpreter (``python -I -S``, :func:`ocirun.launcher.spawn_init`) into
-:func:`ocirun.stage.entry.main`, which receives CONFIG and calls :func:`stage1`.  The sequence below
-reads top to bottom in spec order; each numbered step starts at the sync point of that number in the
-diagram of :mod:`ocirun.sync`.
+:func:`ocirun.stage.entry.main`, which receives CONFIG and calls :func:`stage1`; or, with the interpreter on
+read-only mounts, forks and calls :func:`stage1` directly with the parsed spec and plan
+(:mod:`ocirun.stagefork`).  The sequence below reads top to bottom in spec order; each numbered step
+starts at the sync point of that number in the diagram of :mod:`ocirun.sync`.
 
     stage 1 (a child of `create`)             stage 2 (forked by stage 1; pid 1 in a new pid ns)
     ─────────────────────────────             ─────────────────────────────────────────────────

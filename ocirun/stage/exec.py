@@ -2,7 +2,9 @@
 
 `exec` re-execs the interpreter (``python -I -S``, see :func:`ocirun.launcher.spawn_init`)
 with ``_OCIRUN_INITMODE=exec``; :func:`ocirun.stage.entry.main` resets signals, makes us
-non-dumpable, receives CONFIG and hands over to :func:`exec_stage`.  Each numbered step starts at
+non-dumpable, receives CONFIG and hands over to :func:`exec_stage`.  With the interpreter on
+read-only mounts `exec` forks instead and calls :func:`exec_stage` with CONFIG's fields in
+memory (:mod:`ocirun.stagefork`, which does main's first steps).  Each numbered step starts at
 the sync point of that number in the exec diagram of :mod:`ocirun.sync` (and of :mod:`ocirun.exec`).
 
     exec stage (a child of `exec`)           the process (forked; in the container's pid ns)
