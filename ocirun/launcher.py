@@ -142,7 +142,11 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
 
     # What the config asks for, decided once (ocirun.plan.LaunchPlan): the stage executes it, and the
     # binds this process prepares for it are read from the same mount operations.
-    plan = launch_plan(spec, opts.bundle)
+    from .kernel.linux import cap_last_cap
+
+    plan = launch_plan(spec, opts.bundle, cap_last_cap())
+    for level, text in plan.notes:  # what cannot be granted: said once, here, before anything is made
+        log.log(level, text)
     # The init stage: spawned by the caller already, forked below (ocirun.stagefork), or spawned now.
     forked = init is None and fork
     s1, sock = init if init is not None else (None, None) if forked else \

@@ -203,19 +203,29 @@ class LaunchPlan(Record):
     unshare_flags: int = 0
     #: the config's mounts, in order, parsed (bundle-relative bind sources resolved, mountLabel applied)
     mounts: list[MountOp] = factory(list)
+    #: the highest capability this kernel knows (/proc/sys/kernel/cap_last_cap, read by the parent)
+    last_cap: int = 0
+    #: process.capabilities as the five masks (bounding, effective, inheritable, permitted, ambient);
+    #: empty without a process
+    capabilities: dict = factory(dict)
+    #: (level, text) notes on capabilities that cannot be granted, logged by the parent as it builds the plan
+    notes: list = factory(list)
 
     def to_wire(self) -> dict:
         return {"joins": self.joins, "new_user": self.new_user, "unshare_flags": self.unshare_flags,
-                "mounts": [m.to_dict() for m in self.mounts]}
+                "mounts": [m.to_dict() for m in self.mounts], "last_cap": self.last_cap,
+                "capabilities": self.capabilities, "notes": self.notes}
 
     @classmethod
     def from_wire(cls, d: dict) -> "LaunchPlan":
         return cls(joins=[list(j) for j in d["joins"]], new_user=d["new_user"], unshare_flags=d["unshare_flags"],
-                   mounts=[MountOp(**m) for m in d["mounts"]])
+                   mounts=[MountOp(**m) for m in d["mounts"]], last_cap=d["last_cap"],
+                   capabilities=dict(d["capabilities"]), notes=[tuple(n) for n in d["notes"]])
 
 
-def launch_plan(spec, bundle: str) -> LaunchPlan:
-    """The plan of ``spec`` (a validated :class:`ocirun.config.Spec`) for the bundle at ``bundle``."""
+def launch_plan(spec, bundle: str, last_cap: int) -> LaunchPlan:
+    """The plan of ``spec`` (a validated :class:`ocirun.config.Spec`) for the bundle at ``bundle``, on a
+    kernel whose highest capability is ``last_cap``."""
     linux = spec.linux
     by_type = {ns.type: ns for ns in linux.namespaces}
     joins = [[t, by_type[t].path] for t in JOIN_ORDER if t in by_type and by_type[t].path]
@@ -230,7 +240,9 @@ def launch_plan(spec, bundle: str) -> LaunchPlan:
         if linux.mountLabel:
             op.data = labelled_mount_data(op.fstype, op.bind, op.data, linux.mountLabel)
         mounts.append(op)
-    return LaunchPlan(joins=joins, new_user="user" in new, unshare_flags=flags, mounts=mounts)
+    caps, notes = capability_sets(spec.process, last_cap) if spec.process is not None else ({}, [])
+    return LaunchPlan(joins=joins, new_user="user" in new, unshare_flags=flags, mounts=mounts,
+                      last_cap=last_cap, capabilities=caps, notes=notes)
 
 
 PROPAGATION_ROOTFS = {
@@ -280,6 +292,32 @@ def cap_names(mask: int) -> list[str]:
     this table has no name for (a newer kernel's)."""
     return [CAPABILITIES[bit] if bit < len(CAPABILITIES) else f"CAP_{bit}"
             for bit in range(mask.bit_length()) if mask >> bit & 1]
+
+
+def capability_sets(process, last_cap: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Masks for the five sets, and notes ``(level, text)`` on what cannot be granted.
+
+    An absent ``capabilities`` object means five empty sets, as in runc: a process never
+    keeps the runtime's own capabilities by omission.  Names this kernel does not know are a
+    warning, in runc's words.  An ambient capability the kernel will not raise (it must be in
+    both permitted and inheritable) is dropped as runc drops it, without a warning (runc's own
+    default config.json asks for such ambient capabilities): an ``info`` note, which shows with
+    --debug and in the --log file but not on stderr."""
+    caps = process.capabilities
+    masks, unknown, notes = {}, [], []
+    for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+        mask, bad = cap_mask(getattr(caps, name) if caps else [], last_cap)
+        masks[name] = mask
+        unknown += [c for c in bad if c not in unknown]
+    if unknown:
+        notes.append(("warning", f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]"))
+    lost = masks["ambient"] & ~(masks["permitted"] & masks["inheritable"])
+    if lost:
+        names = ", ".join(cap_names(lost))
+        notes.append(("info", f"process.capabilities.ambient: {names} not also permitted and inheritable "
+                              "(the kernel cannot raise them): dropped"))
+    masks["ambient"] &= ~lost
+    return masks, notes
 
 
 # --- sysctl ↔ namespace (runc's rules) ---------------------------------------------------------

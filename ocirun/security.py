@@ -16,7 +16,7 @@ import stat
 from .config import Process
 from .kernel import files, identity
 from .kernel import linux as k
-from .plan import RLIMITS, cap_mask, cap_names
+from .plan import RLIMITS, cap_names
 
 
 #: podman's ``--group-add keep-groups``: the process keeps the supplementary groups of whoever ran the
@@ -66,32 +66,6 @@ def check_caps(masks: dict[str, int]) -> None:
         names = cap_names(missing)
         raise OSError(1, "unable to apply caps: operation not permitted "
                          f"(process.capabilities: the runtime does not hold {', '.join(names)})")
-
-
-def cap_sets(process: Process, last_cap: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Masks for the five sets, and notes ``(level, text)`` on what cannot be granted.
-
-    An absent ``capabilities`` object means five empty sets, as in runc: a process never
-    keeps the runtime's own capabilities by omission.  Names this kernel does not know are a
-    warning, in runc's words.  An ambient capability the kernel will not raise (it must be in
-    both permitted and inheritable) is dropped as runc drops it, without a warning (runc's own
-    default config.json asks for such ambient capabilities): an ``info`` note, which shows with
-    --debug and in the --log file but not on stderr."""
-    caps = process.capabilities
-    masks, unknown, notes = {}, [], []
-    for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
-        mask, bad = cap_mask(getattr(caps, name) if caps else [], last_cap)
-        masks[name] = mask
-        unknown += [c for c in bad if c not in unknown]
-    if unknown:
-        notes.append(("warning", f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]"))
-    lost = masks["ambient"] & ~(masks["permitted"] & masks["inheritable"])
-    if lost:
-        names = ", ".join(cap_names(lost))
-        notes.append(("info", f"process.capabilities.ambient: {names} not also permitted and inheritable "
-                              "(the kernel cannot raise them): dropped"))
-    masks["ambient"] &= ~lost
-    return masks, notes
 
 
 def drop_bounding(bounding: int, last_cap: int) -> None:

@@ -60,8 +60,7 @@ def stage1(sock, msg: dict, fds: list[int], spec=None, plan=None) -> None:
     # Files we need later are opened now, as the runtime's user: inside a new user namespace
     # their paths may not be traversable any more.
     root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    # The same on the host as inside; read from the runtime's /proc, which the container cannot touch.
-    handles = {"last_cap": k.cap_last_cap()}
+    handles = {}
 
     # Join the namespaces given by path: open them all first (paths resolve in the runtime
     # mount namespace), then setns in order, user first.
@@ -290,10 +289,7 @@ def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
     if proc is not None and not (process.apparmorProfile or process.selinuxLabel):
         handles.pop("procfs").close()  # now, not at execve: dissolving the clone costs ≈0.1 ms
 
-    last_cap = handles.pop("last_cap")
-    masks, notes = security.cap_sets(process, last_cap)
-    for level, text in notes:
-        sync.send(sock, sync.WARNING, msg=text, level=level)
+    last_cap, masks = plan.last_cap, plan.capabilities  # decided (and its notes logged) by the parent
     seccomp = None
     if linux.seccomp:
         from .. import seccomp as sc

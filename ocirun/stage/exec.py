@@ -28,7 +28,7 @@ import os
 from .. import sync
 from ..kernel import files, identity
 from ..kernel import linux as k
-from ..plan import PROC_NS_FLAGS
+from ..plan import PROC_NS_FLAGS, capability_sets
 from .common import (become_namespace_root, debug, exec_process, fork_then, load_seccomp,
                      prepare_exec_state, preimport)
 
@@ -52,7 +52,7 @@ def exec_stage(sock, msg: dict, fds: list[int]) -> None:
 
     # Host-side facts, read while /proc is still ours.
     last_cap = k.cap_last_cap()
-    masks, notes = security.cap_sets(process, last_cap)
+    masks, notes = capability_sets(process, last_cap)
     for level, text in notes:
         sync.send(sock, sync.WARNING, msg=text, level=level)
     debug(sock, msg, "nsexec container setup: joining the container's namespaces")

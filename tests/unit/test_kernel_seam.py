@@ -3,6 +3,8 @@ import errno
 
 import pytest
 
+from ocirun import plan
+
 from ocirun import rootfs, security
 from ocirun.config import Process
 from ocirun.kernel import linux as k
@@ -69,7 +71,7 @@ def test_privilege_drop_order(monkeypatch):
                           "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
                                            "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"],
                                            "ambient": ["CAP_KILL"]}})
-    masks, notes = security.cap_sets(proc, 40)
+    masks, notes = plan.capability_sets(proc, 40)
     assert notes == [] and masks["bounding"] == 1 << 5
     security.drop_bounding(masks["bounding"], 40)
     dropped = [args[1] for args in fk.of("prctl") if args[0] == k.PR_CAPBSET_DROP]

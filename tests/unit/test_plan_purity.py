@@ -17,7 +17,7 @@ def test_building_a_plan_loads_no_ctypes():
     code = ("import sys, ocirun.plan as p, ocirun.config as c\n"
             "raw = {'ociVersion': '1.2.0', 'root': {'path': 'r'}, 'mounts': [{'destination': '/t', 'type': 'tmpfs'}],"
             " 'linux': {'mountLabel': 'x', 'namespaces': [{'type': 'mount'}, {'type': 'user'}]}}\n"
-            "p.launch_plan(c.Spec.parse(raw, '/b'), '/b')\n"
+            "p.launch_plan(c.Spec.parse(raw, '/b'), '/b', 40)\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ctypes'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=__file__.rsplit("/tests/", 1)[0])

@@ -9,6 +9,8 @@ import stat
 
 import pytest
 
+from ocirun import plan
+
 from ocirun import rootfs, security, terminal
 from ocirun.config import Process
 from ocirun.kernel import linux as k
@@ -214,7 +216,7 @@ def test_become_process_runs_the_one_order_that_works(monkeypatch):
     monkeypatch.setattr(security, "hand_stdio_to", lambda uid: fk.calls.append(("hand_stdio_to", (uid,))))
     proc = _process(noNewPrivileges=True, execCPUAffinity={"final": "0"},
                     capabilities={"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "effective": ["CAP_KILL"]})
-    masks, _ = security.cap_sets(proc, 40)
+    masks, _ = plan.capability_sets(proc, 40)
     chdirs = []
     security.become_process(proc, masks, 40, True, chdir=lambda p: (chdirs.append(p), fk.calls.append(("chdir", (p,)))))
     steps = []
@@ -240,7 +242,7 @@ def test_a_cwd_refused_to_root_is_entered_after_the_user_switch(monkeypatch):
         if len(tries) == 1:
             raise PermissionError(errno.EACCES, "Permission denied")
 
-    masks, _ = security.cap_sets(_process(), 40)
+    masks, _ = plan.capability_sets(_process(), 40)
     security.become_process(_process(), masks, 40, True, chdir=chdir)
     assert tries == [[], ["setresuid"]]
 

@@ -1,6 +1,8 @@
 """security.check_caps: capabilities capset(2) would refuse after `start` are refused at `create` (no root)."""
 import pytest
 
+from ocirun import plan
+
 from ocirun import security
 from ocirun.config import Process
 from ocirun.kernel.fake import FakeKernel
@@ -11,7 +13,7 @@ HELD = (1 << 41) - 1 & ~(1 << 24)  # every capability but CAP_SYS_RESOURCE, like
 def _masks(names):
     proc = Process.parse({"args": ["x"], "capabilities": {s: names for s in
                                                           ("bounding", "effective", "permitted")}})
-    return security.cap_sets(proc, 40)[0]
+    return plan.capability_sets(proc, 40)[0]
 
 
 def test_caps_within_the_permitted_set_pass(monkeypatch):

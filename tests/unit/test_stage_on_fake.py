@@ -309,7 +309,7 @@ def _plan(raw: dict, bundle) -> dict:
     """The launch plan the parent builds from the same config (ocirun.launcher, ocirun.plan.launch_plan)."""
     from ocirun.config import Spec
 
-    return plan.launch_plan(Spec.parse(raw, str(bundle)), str(bundle)).to_wire()
+    return plan.launch_plan(Spec.parse(raw, str(bundle)), str(bundle), 40).to_wire()
 
 
 def _create(s: Stage, raw: dict, *, userns_mapped=False, hooks=True, **options):
