@@ -216,13 +216,9 @@ def read_only_interpreter(private: bool = True) -> list[str]:
     if private:
         check(lc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         check(lc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / rprivate")
-    dirs = {os.path.dirname(os.path.realpath(sys.executable))}
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split(None, 5)
-            if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
-                dirs.add(os.path.dirname(fields[5].strip()))
-    done = sorted(dirs, key=lambda d: (d.count("/"), d))
+    from ocirun.stagefork import mapped_dirs
+
+    done = mapped_dirs()
     for d in done:
         b = os.fsencode(d)
         check(lc.mount(b, b, None, MS_BIND, None), f"bind {d}")

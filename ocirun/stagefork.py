@@ -52,6 +52,20 @@ def protection() -> tuple[bool, str]:
     return _LAST
 
 
+def mapped_dirs() -> list[str]:
+    """The directories holding the interpreter and every file it maps executable, parents first: what
+    a deployment (or a test, or the benchmark) makes read-only so that :func:`protection` allows the fork."""
+    import sys
+
+    dirs = {os.path.dirname(os.path.realpath(sys.executable))}
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
+                dirs.add(os.path.dirname(fields[5].strip()))
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
 def last_reason() -> str:
     """Why the last :func:`protection` allowed or refused the fork (for the --debug record)."""
     return _LAST[1]

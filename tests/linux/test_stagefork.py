@@ -14,27 +14,18 @@ import sys
 
 import pytest
 
+from ocirun.stagefork import mapped_dirs
+
 from . import conftest, test_escape_exe, test_escape_fds
 
 pytestmark = pytest.mark.root
-
-
-def _mapped_dirs() -> list[str]:
-    """The directories of the interpreter and of every file it maps executable, parents first."""
-    dirs = {os.path.dirname(os.path.realpath(sys.executable))}
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split(None, 5)
-            if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
-                dirs.add(os.path.dirname(fields[5].strip()))
-    return sorted(dirs, key=lambda d: (d.count("/"), d))
 
 
 @pytest.fixture
 def read_only_cli(tmp_path) -> str:
     """A wrapper that runs the CLI with its interpreter's directories read-only (private mount ns)."""
     binds = " && ".join(f"mount --bind {shlex.quote(d)} {shlex.quote(d)} && "
-                        f"mount -o remount,bind,ro {shlex.quote(d)}" for d in _mapped_dirs())
+                        f"mount -o remount,bind,ro {shlex.quote(d)}" for d in mapped_dirs())
     script = tmp_path / "ocirun-ro"
     inner = shlex.quote(binds + ' && exec "$0" "$@"')
     cli = shlex.quote(conftest.OCIRUN)

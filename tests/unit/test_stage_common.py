@@ -43,14 +43,6 @@ def test_preimport_loads_what_is_asked_and_nothing_more():
     assert "ocirun.seccomp.notify" not in _imported_after(**dict(none, seccomp=True))
 
 
-@pytest.fixture
-def pair():
-    a, b = sync.pair()
-    yield a, b
-    a.close()
-    b.close()
-
-
 def test_report_sends_one_line_with_the_path(pair):
     parent, stage = pair
     common.report(stage, OSError(errno.ENOENT, "open mount target", "/x"))

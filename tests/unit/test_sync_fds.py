@@ -12,14 +12,6 @@ import pytest
 from ocirun import sync
 
 
-@pytest.fixture
-def pair():
-    a, b = sync.pair()
-    yield a, b
-    a.close()
-    b.close()
-
-
 def _raw_send(sock, payload: bytes, fds: list[int]) -> None:
     """A message as a faulty or hostile peer sends it: bypasses sync.send's own checks."""
     data = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
