@@ -1,7 +1,7 @@
 """Parent side of `create`: start the init stage, answer it, record the container.
 
-The init stage is forked from this process when the interpreter is verified immutable
-(:mod:`ocirun.stagefork`: it then gets the parsed spec in memory), else it is a fresh
+The init stage is forked from this process when the interpreter and everything it maps lie on
+read-only mounts (:mod:`ocirun.stagefork`: it then gets the parsed spec in memory), else it is a fresh
 interpreter (``python -I -S``) re-exec'd from a read-only bind of itself: it starts with no
 inherited Python state, no environment but the fd numbers it needs, and no open file but
 stdio, the sync socket and what the caller asked us to pass on (``--preserve-fds``).
@@ -138,12 +138,11 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if pidfd_sock is not None:
             pidfd_sock.close()
         raise
+    from .kernel.linux import cap_last_cap
     from .plan import launch_plan
 
     # What the config asks for, decided once (ocirun.plan.LaunchPlan): the stage executes it, and the
     # binds this process prepares for it are read from the same mount operations.
-    from .kernel.linux import cap_last_cap
-
     plan = launch_plan(spec, opts.bundle, cap_last_cap())
     for level, text in plan.notes:  # what cannot be granted: said once, here, before anything is made
         log.log(level, text)
