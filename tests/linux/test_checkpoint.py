@@ -19,7 +19,10 @@ from .conftest import OCIRUN
 pytestmark = pytest.mark.root
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COUNTER = "i=0; while [ $i -lt {limit} ]; do i=$((i+1)); echo $i > /out/count; sleep 0.1; done; exit 7"
+# The count is replaced by a rename, never truncated in place: a container killed mid-write (delete --force
+# after a checkpoint) must leave the last number, not an empty file.
+COUNTER = ("i=0; while [ $i -lt {limit} ]; do i=$((i+1)); echo $i > /out/count.new; mv /out/count.new /out/count; "
+           "sleep 0.1; done; exit 7")
 
 
 def _find_criu():
