@@ -1,22 +1,23 @@
-"""ctypes handle on libc, per-architecture syscall numbers, and errno → OSError.
+"""The handle on libc (ocirun.kernel.cabi), per-architecture syscall numbers, and errno → OSError.
 
-Loaded once, with ``use_errno=True`` so that every failure can be reported as
+Loaded once, keeping errno for every call, so that every failure can be reported as
 ``OSError(errno, "what", path)`` the way the rest of Python does.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
+from . import cabi
+
+libc = cabi.Library(None)  # errno kept for every call (raise_errno)
+libc.syscall.restype = cabi.c_long
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """Raw prctl(2), every argument as unsigned long (a pointer fits).  The one caller of
     libc.prctl with integer arguments: no global ``argtypes`` on the shared function."""
-    u = ctypes.c_ulong
-    return libc.prctl(ctypes.c_int(option), u(arg2), u(arg3), u(arg4), u(arg5))
+    u = cabi.c_ulong
+    return libc.prctl(cabi.c_int(option), u(arg2), u(arg3), u(arg4), u(arg5))
 
 # Syscalls that glibc 2.36 has no wrapper for (or whose wrapper we avoid).
 # Numbers from the kernel's unistd tables; x86_64 and aarch64 (asm-generic).
@@ -52,7 +53,7 @@ except KeyError:  # pragma: no cover - only on unsupported hardware
 
 def raise_errno(what: str, path: str | None = None) -> None:
     """Raise ``OSError`` from the current errno, naming the operation and path."""
-    err = ctypes.get_errno()
+    err = cabi.get_errno()
     if path is None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
     raise OSError(err, f"{what}: {os.strerror(err)}", path)
@@ -67,8 +68,8 @@ def check(ret: int, what: str, path: str | None = None) -> int:
 
 def syscall(name: str, *args) -> int:
     """Invoke the raw syscall ``name`` (by number, for this architecture)."""
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(NR[name]), *args)
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(NR[name]), *args)
     if ret == -1:
         raise_errno(name, None)
     return ret

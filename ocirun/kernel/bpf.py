@@ -5,9 +5,10 @@ offsets from linux/bpf.h (the kernel accepts a larger attr as long as the tail i
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
+
+from . import cabi
 
 from ._libc import syscall
 
@@ -25,15 +26,15 @@ BPF_F_ALLOW_MULTI = 2
 _ATTR_SIZE = 128
 
 
-def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
+def _bpf(cmd: int, attr: cabi.Array, what: str) -> int:
     try:
-        return syscall("bpf", ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(_ATTR_SIZE))
+        return syscall("bpf", cabi.c_int(cmd), cabi.byref(attr), cabi.c_uint(_ATTR_SIZE))
     except OSError as e:
         raise OSError(e.errno, f"bpf({what}): {os.strerror(e.errno)}") from None
 
 
-def _attr(fields: list[tuple[int, str, int]]) -> ctypes.Array:
-    buf = ctypes.create_string_buffer(_ATTR_SIZE)
+def _attr(fields: list[tuple[int, str, int]]) -> cabi.Array:
+    buf = cabi.create_string_buffer(_ATTR_SIZE)
     for off, fmt, val in fields:
         struct.pack_into("<" + fmt, buf, off, val)
     return buf
@@ -42,12 +43,12 @@ def _attr(fields: list[tuple[int, str, int]]) -> ctypes.Array:
 def prog_load(insns: bytes, *, prog_type: int = BPF_PROG_TYPE_CGROUP_DEVICE, license: str = "Apache",
               name: str = "", log_size: int = 1 << 16) -> int:
     """Load a program; return its fd.  On a verifier refusal the OSError carries the verifier's log."""
-    insn_buf = ctypes.create_string_buffer(insns, len(insns))
-    lic = ctypes.create_string_buffer(license.encode())
-    log = ctypes.create_string_buffer(log_size)
+    insn_buf = cabi.create_string_buffer(insns, len(insns))
+    lic = cabi.create_string_buffer(license.encode())
+    log = cabi.create_string_buffer(log_size)
     attr = _attr([(0, "I", prog_type), (4, "I", len(insns) // 8),
-                  (8, "Q", ctypes.addressof(insn_buf)), (16, "Q", ctypes.addressof(lic)),
-                  (24, "I", 1), (28, "I", log_size), (32, "Q", ctypes.addressof(log))])
+                  (8, "Q", cabi.addressof(insn_buf)), (16, "Q", cabi.addressof(lic)),
+                  (24, "I", 1), (28, "I", log_size), (32, "Q", cabi.addressof(log))])
     struct.pack_into("16s", attr, 48, name.encode()[:15])
     try:
         return _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD")
@@ -73,8 +74,8 @@ def prog_detach(target_fd: int, prog_fd: int, attach_type: int = BPF_CGROUP_DEVI
 
 def prog_query(target_fd: int, attach_type: int = BPF_CGROUP_DEVICE, max_progs: int = 64) -> tuple[int, list[int]]:
     """Return (attach_flags, ids of the programs attached directly to the cgroup)."""
-    ids = (ctypes.c_uint32 * max_progs)()
-    attr = _attr([(0, "I", target_fd), (4, "I", attach_type), (8, "I", 0), (16, "Q", ctypes.addressof(ids)),
+    ids = (cabi.c_uint32 * max_progs)()
+    attr = _attr([(0, "I", target_fd), (4, "I", attach_type), (8, "I", 0), (16, "Q", cabi.addressof(ids)),
                   (24, "I", max_progs)])
     _bpf(BPF_PROG_QUERY, attr, "BPF_PROG_QUERY")
     flags = struct.unpack_from("<I", attr, 12)[0]

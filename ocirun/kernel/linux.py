@@ -1,25 +1,24 @@
 """Namespaces, mounts, capabilities and process-attribute system calls.
 
-Thin ctypes wrappers: each one does exactly one system call, raises
-``OSError(errno, "<call>: <strerror>", path)`` on failure, and nothing else.
+Thin wrappers over libc (through ocirun.kernel.cabi, the part of ctypes we use): each one does
+exactly one system call, raises ``OSError(errno, "<call>: <strerror>", path)`` on failure, and nothing else.
 Policy (what to mount where, in which order) lives in the callers.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 
-from . import _libc
+from . import _libc, cabi
 from ._libc import check, libc, syscall
 from .constants import *  # noqa: F401,F403  (the flags the calls below take)
 
 
 def unshare(flags: int) -> None:
-    check(libc.unshare(ctypes.c_int(flags)), "unshare")
+    check(libc.unshare(cabi.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    check(libc.setns(cabi.c_int(fd), cabi.c_int(nstype)), "setns")
 
 
 def _b(path) -> bytes | None:
@@ -29,12 +28,12 @@ def _b(path) -> bytes | None:
 
 
 def mount(source, target, fstype, flags: int = 0, data: str | None = None) -> None:
-    ret = libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    ret = libc.mount(_b(source), _b(target), _b(fstype), cabi.c_ulong(flags), _b(data))
     check(ret, "mount", os.fsdecode(target) if target is not None else None)
 
 
 def umount2(target, flags: int = 0) -> None:
-    check(libc.umount2(_b(target), ctypes.c_int(flags)), "umount2", os.fsdecode(target))
+    check(libc.umount2(_b(target), cabi.c_int(flags)), "umount2", os.fsdecode(target))
 
 
 def pivot_root(new_root, put_old) -> None:
@@ -43,12 +42,12 @@ def pivot_root(new_root, put_old) -> None:
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    check(libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+    check(libc.sethostname(raw, cabi.c_size_t(len(raw))), "sethostname")
 
 
 def setdomainname(name: str) -> None:
     raw = name.encode()
-    check(libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+    check(libc.setdomainname(raw, cabi.c_size_t(len(raw))), "setdomainname")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
@@ -57,63 +56,63 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def child_subreaper() -> bool:
     """Whether this process is a child subreaper (prctl PR_GET_CHILD_SUBREAPER)."""
-    value = ctypes.c_int(0)
-    check(libc.prctl(ctypes.c_int(PR_GET_CHILD_SUBREAPER), ctypes.byref(value), ctypes.c_ulong(0),
-                     ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+    value = cabi.c_int(0)
+    check(libc.prctl(cabi.c_int(PR_GET_CHILD_SUBREAPER), cabi.byref(value), cabi.c_ulong(0),
+                     cabi.c_ulong(0), cabi.c_ulong(0)), "prctl")
     return bool(value.value)
 
 
 def set_name(name: str) -> None:
     """Set the thread's comm name (what `ps` shows), e.g. ``ocirun:init``."""
-    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    libc.prctl(PR_SET_NAME, cabi.c_char_p(name.encode()[:15]), 0, 0, 0)
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+class _OpenHow(cabi.Structure):
+    _fields_ = [("flags", cabi.c_uint64), ("mode", cabi.c_uint64), ("resolve", cabi.c_uint64)]
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("openat2")), ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
-                       ctypes.c_size_t(ctypes.sizeof(how)))
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("openat2")), cabi.c_int(dirfd), _b(path), cabi.byref(how),
+                       cabi.c_size_t(cabi.sizeof(how)))
     return check(ret, "openat2", path)
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+class _MountAttr(cabi.Structure):
+    _fields_ = [("attr_set", cabi.c_uint64), ("attr_clr", cabi.c_uint64),
+                ("propagation", cabi.c_uint64), ("userns_fd", cabi.c_uint64)]
 
 
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
                   propagation: int = 0, userns_fd: int = 0) -> None:
     attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("mount_setattr")), ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags),
-                       ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("mount_setattr")), cabi.c_int(dirfd), _b(path), cabi.c_uint(flags),
+                       cabi.byref(attr), cabi.c_size_t(cabi.sizeof(attr)))
     check(ret, "mount_setattr", path or None)
 
 
 def open_tree(dirfd: int, path: str, flags: int) -> int:
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("open_tree")), ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags))
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("open_tree")), cabi.c_int(dirfd), _b(path), cabi.c_uint(flags))
     return check(ret, "open_tree", path or None)
 
 
 def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("move_mount")), ctypes.c_int(from_fd), _b(from_path),
-                       ctypes.c_int(to_fd), _b(to_path), ctypes.c_uint(flags))
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("move_mount")), cabi.c_int(from_fd), _b(from_path),
+                       cabi.c_int(to_fd), _b(to_path), cabi.c_uint(flags))
     check(ret, "move_mount", to_path or None)
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
-    syscall("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
+    syscall("close_range", cabi.c_uint(first), cabi.c_uint(last), cabi.c_uint(flags))
 
 
 def personality(persona: int) -> int:
-    ctypes.set_errno(0)
-    ret = libc.personality(ctypes.c_ulong(persona))
+    cabi.set_errno(0)
+    ret = libc.personality(cabi.c_ulong(persona))
     return check(ret, "personality")
 
 
@@ -127,19 +126,19 @@ def _nr(name: str) -> int:
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(cabi.Structure):
+    _fields_ = [("version", cabi.c_uint32), ("pid", cabi.c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+class _CapData(cabi.Structure):
+    _fields_ = [("effective", cabi.c_uint32), ("permitted", cabi.c_uint32), ("inheritable", cabi.c_uint32)]
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return (effective, permitted, inheritable) as 64-bit masks."""
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_CapData * 2)()
-    syscall("capget", ctypes.byref(hdr), data)
+    syscall("capget", cabi.byref(hdr), data)
     return tuple((getattr(data[1], f) << 32) | getattr(data[0], f) for f in ("effective", "permitted", "inheritable"))
 
 
@@ -151,7 +150,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    syscall("capset", ctypes.byref(hdr), data)
+    syscall("capset", cabi.byref(hdr), data)
 
 
 def cap_last_cap(proc: str = "/proc") -> int:
@@ -160,13 +159,13 @@ def cap_last_cap(proc: str = "/proc") -> int:
 
 
 # --- rlimits (prlimit on self: covers every resource the spec names) ------------------------
-class _Rlimit(ctypes.Structure):
-    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+class _Rlimit(cabi.Structure):
+    _fields_ = [("cur", cabi.c_uint64), ("max", cabi.c_uint64)]
 
 
 def setrlimit(resource: int, soft: int, hard: int) -> None:
     lim = _Rlimit(soft, hard)
-    check(libc.prlimit(ctypes.c_int(0), ctypes.c_int(resource), ctypes.byref(lim), None), "prlimit")
+    check(libc.prlimit(cabi.c_int(0), cabi.c_int(resource), cabi.byref(lim), None), "prlimit")
 
 
 # --- signals ---------------------------------------------------------------------------------
@@ -179,12 +178,12 @@ def reset_signals() -> None:
     """
     import _signal as signal  # the C module: `signal` would import enum
 
-    dfl = (ctypes.c_ulong * 4)()  # kernel sigaction: handler=SIG_DFL(0), flags, restorer, mask: all zero
+    dfl = (cabi.c_ulong * 4)()  # kernel sigaction: handler=SIG_DFL(0), flags, restorer, mask: all zero
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
-        libc.syscall(ctypes.c_long(_nr("rt_sigaction")), ctypes.c_int(sig), ctypes.byref(dfl), None,
-                     ctypes.c_size_t(8))
+        libc.syscall(cabi.c_long(_nr("rt_sigaction")), cabi.c_int(sig), cabi.byref(dfl), None,
+                     cabi.c_size_t(8))
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
@@ -193,11 +192,11 @@ def signalfd(signals) -> int:
 
     It reads only signals the caller keeps blocked; each read returns 128-byte
     signalfd_siginfo records whose first field is the signal number."""
-    mask = ctypes.c_uint64(0)  # the kernel's sigset: 64 bits, signal n is bit n-1
+    mask = cabi.c_uint64(0)  # the kernel's sigset: 64 bits, signal n is bit n-1
     for sig in signals:
         mask.value |= 1 << (sig - 1)
-    ctypes.set_errno(0)
-    ret = libc.signalfd(ctypes.c_int(-1), ctypes.byref(mask), ctypes.c_int(os.O_CLOEXEC | os.O_NONBLOCK))
+    cabi.set_errno(0)
+    ret = libc.signalfd(cabi.c_int(-1), cabi.byref(mask), cabi.c_int(os.O_CLOEXEC | os.O_NONBLOCK))
     return check(ret, "signalfd")
 
 
@@ -209,17 +208,17 @@ DEVPTS_SUPER_MAGIC = 0x1CD1
 PIPEFS_MAGIC = 0x50495045  # anonymous pipes (pipe(2)); a named FIFO is on its own filesystem
 
 
-class _Statfs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_blocks", ctypes.c_ulong),
-                ("f_bfree", ctypes.c_ulong), ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
-                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2), ("f_namelen", ctypes.c_long),
-                ("f_frsize", ctypes.c_long), ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+class _Statfs(cabi.Structure):
+    _fields_ = [("f_type", cabi.c_long), ("f_bsize", cabi.c_long), ("f_blocks", cabi.c_ulong),
+                ("f_bfree", cabi.c_ulong), ("f_bavail", cabi.c_ulong), ("f_files", cabi.c_ulong),
+                ("f_ffree", cabi.c_ulong), ("f_fsid", cabi.c_int * 2), ("f_namelen", cabi.c_long),
+                ("f_frsize", cabi.c_long), ("f_flags", cabi.c_long), ("f_spare", cabi.c_long * 4)]
 
 
 def fstatfs(fd: int) -> tuple[int, int]:
     """Return (filesystem magic, mount flags ST_*) of the filesystem ``fd`` is on."""
     buf = _Statfs()
-    check(libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
+    check(libc.fstatfs(cabi.c_int(fd), cabi.byref(buf)), "fstatfs")
     return buf.f_type, buf.f_flags
 
 
@@ -248,28 +247,28 @@ def set_link_up(name: str = "lo") -> None:
 
 
 # --- scheduling: sched_setattr, ioprio_set, affinity --------------------------------------------
-class _SchedAttr(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
-                ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32),
-                ("sched_runtime", ctypes.c_uint64), ("sched_deadline", ctypes.c_uint64),
-                ("sched_period", ctypes.c_uint64)]
+class _SchedAttr(cabi.Structure):
+    _fields_ = [("size", cabi.c_uint32), ("sched_policy", cabi.c_uint32), ("sched_flags", cabi.c_uint64),
+                ("sched_nice", cabi.c_int32), ("sched_priority", cabi.c_uint32),
+                ("sched_runtime", cabi.c_uint64), ("sched_deadline", cabi.c_uint64),
+                ("sched_period", cabi.c_uint64)]
 
 
 def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0, runtime: int = 0,
                   deadline: int = 0, period: int = 0, pid: int = 0) -> None:
-    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("sched_setattr")), ctypes.c_int(pid), ctypes.byref(attr),
-                       ctypes.c_uint(0))
+    attr = _SchedAttr(cabi.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("sched_setattr")), cabi.c_int(pid), cabi.byref(attr),
+                       cabi.c_uint(0))
     check(ret, "sched_setattr")
 
 
 def ioprio_set(ioprio_class: int, level: int, pid: int = 0) -> None:
     IOPRIO_WHO_PROCESS = 1
     value = (ioprio_class << 13) | level
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("ioprio_set")), ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(pid),
-                       ctypes.c_int(value))
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("ioprio_set")), cabi.c_int(IOPRIO_WHO_PROCESS), cabi.c_int(pid),
+                       cabi.c_int(value))
     check(ret, "ioprio_set")
 
 
@@ -279,7 +278,7 @@ def sched_setaffinity(pid: int, cpus) -> None:
 
 
 # --- NUMA memory policy ------------------------------------------------------------------------
-_ULONG_BITS = ctypes.sizeof(ctypes.c_ulong) * 8
+_ULONG_BITS = cabi.sizeof(cabi.c_ulong) * 8
 MPOL_MAX_NODES = 1024  # the largest MAX_NUMNODES a kernel can be built with (NODES_SHIFT ≤ 10)
 
 
@@ -291,27 +290,27 @@ def set_mempolicy(mode: int, nodes=()) -> None:
     """
     nodes = list(nodes)
     if not nodes:
-        ctypes.set_errno(0)
-        ret = libc.syscall(ctypes.c_long(_nr("set_mempolicy")), ctypes.c_int(mode), None, ctypes.c_ulong(0))
+        cabi.set_errno(0)
+        ret = libc.syscall(cabi.c_long(_nr("set_mempolicy")), cabi.c_int(mode), None, cabi.c_ulong(0))
         check(ret, "set_mempolicy")
         return
     nbits = max(nodes) + 1
-    mask = (ctypes.c_ulong * ((nbits + _ULONG_BITS - 1) // _ULONG_BITS))()
+    mask = (cabi.c_ulong * ((nbits + _ULONG_BITS - 1) // _ULONG_BITS))()
     for n in nodes:
         mask[n // _ULONG_BITS] |= 1 << (n % _ULONG_BITS)
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("set_mempolicy")), ctypes.c_int(mode), mask,
-                       ctypes.c_ulong(len(mask) * _ULONG_BITS + 1))
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("set_mempolicy")), cabi.c_int(mode), mask,
+                       cabi.c_ulong(len(mask) * _ULONG_BITS + 1))
     check(ret, "set_mempolicy")
 
 
 def get_mempolicy() -> tuple[int, list[int]]:
     """The calling thread's policy: (mode with its MPOL_F_* flags, node numbers of its mask)."""
-    mode = ctypes.c_int(0)
-    mask = (ctypes.c_ulong * (MPOL_MAX_NODES // _ULONG_BITS))()
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("get_mempolicy")), ctypes.byref(mode), mask,
-                       ctypes.c_ulong(MPOL_MAX_NODES), None, ctypes.c_ulong(0))
+    mode = cabi.c_int(0)
+    mask = (cabi.c_ulong * (MPOL_MAX_NODES // _ULONG_BITS))()
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("get_mempolicy")), cabi.byref(mode), mask,
+                       cabi.c_ulong(MPOL_MAX_NODES), None, cabi.c_ulong(0))
     check(ret, "get_mempolicy")
     nodes = [i * _ULONG_BITS + b for i, word in enumerate(mask) for b in range(_ULONG_BITS) if word >> b & 1]
     return mode.value, nodes
@@ -323,9 +322,9 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 
 def join_session_keyring(name: str | None = None) -> int:
     """Give the process a new session keyring, so the container does not share the caller's."""
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(_nr("keyctl")), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING),
-                       ctypes.c_char_p(name.encode() if name else None))
+    cabi.set_errno(0)
+    ret = libc.syscall(cabi.c_long(_nr("keyctl")), cabi.c_int(KEYCTL_JOIN_SESSION_KEYRING),
+                       cabi.c_char_p(name.encode() if name else None))
     return check(ret, "keyctl(JOIN_SESSION_KEYRING)")
 
 
@@ -334,9 +333,11 @@ def zero_memory(address: int, length: int) -> None:
     """Overwrite ``length`` bytes of our own memory at ``address`` with zeros (a forked stage wipes the
     command's environment block and arguments, which /proc/<pid>/{environ,cmdline} read)."""
     if length > 0:
-        ctypes.memset(ctypes.c_void_p(address), 0, length)
+        libc.memset(cabi.c_void_p(address), 0, cabi.c_size_t(length))
 
 
 def string_length(address: int) -> int:
     """strlen() of the NUL-terminated string at ``address`` in our own memory."""
-    return len(ctypes.string_at(address))
+    strlen = libc.strlen
+    strlen.restype = cabi.c_size_t
+    return strlen(cabi.c_void_p(address))

@@ -13,9 +13,10 @@ capability sets are dropped.
 """
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import struct
+
+from . import cabi
 
 from ._libc import check, syscall
 from ._libc import prctl as _prctl
@@ -60,42 +61,42 @@ SOCK_FILTER_SIZE = 8  # struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }
 
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(cabi.Structure):
+    _fields_ = [("len", cabi.c_ushort), ("filter", cabi.c_void_p)]
 
 
-class _SeccompData(ctypes.Structure):
+class _SeccompData(cabi.Structure):
     _fields_ = [
-        ("nr", ctypes.c_int),
-        ("arch", ctypes.c_uint32),
-        ("instruction_pointer", ctypes.c_uint64),
-        ("args", ctypes.c_uint64 * 6),
+        ("nr", cabi.c_int),
+        ("arch", cabi.c_uint32),
+        ("instruction_pointer", cabi.c_uint64),
+        ("args", cabi.c_uint64 * 6),
     ]
 
 
-class _SeccompNotif(ctypes.Structure):
+class _SeccompNotif(cabi.Structure):
     _fields_ = [
-        ("id", ctypes.c_uint64),
-        ("pid", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
+        ("id", cabi.c_uint64),
+        ("pid", cabi.c_uint32),
+        ("flags", cabi.c_uint32),
         ("data", _SeccompData),
     ]
 
 
-class _SeccompNotifResp(ctypes.Structure):
+class _SeccompNotifResp(cabi.Structure):
     _fields_ = [
-        ("id", ctypes.c_uint64),
-        ("val", ctypes.c_int64),
-        ("error", ctypes.c_int32),
-        ("flags", ctypes.c_uint32),
+        ("id", cabi.c_uint64),
+        ("val", cabi.c_int64),
+        ("error", cabi.c_int32),
+        ("flags", cabi.c_uint32),
     ]
 
 
-class _SeccompNotifSizes(ctypes.Structure):
+class _SeccompNotifSizes(cabi.Structure):
     _fields_ = [
-        ("seccomp_notif", ctypes.c_uint16),
-        ("seccomp_notif_resp", ctypes.c_uint16),
-        ("seccomp_data", ctypes.c_uint16),
+        ("seccomp_notif", cabi.c_uint16),
+        ("seccomp_notif_resp", cabi.c_uint16),
+        ("seccomp_data", cabi.c_uint16),
     ]
 
 
@@ -108,8 +109,8 @@ def _ioc(direction: int, typ: int, nr: int, size: int) -> int:
     return (direction << 30) | (size << 16) | (typ << 8) | nr
 
 
-SECCOMP_IOCTL_NOTIF_RECV = _ioc(_IOC_READ | _IOC_WRITE, ord("!"), 0, ctypes.sizeof(_SeccompNotif))
-SECCOMP_IOCTL_NOTIF_SEND = _ioc(_IOC_READ | _IOC_WRITE, ord("!"), 1, ctypes.sizeof(_SeccompNotifResp))
+SECCOMP_IOCTL_NOTIF_RECV = _ioc(_IOC_READ | _IOC_WRITE, ord("!"), 0, cabi.sizeof(_SeccompNotif))
+SECCOMP_IOCTL_NOTIF_SEND = _ioc(_IOC_READ | _IOC_WRITE, ord("!"), 1, cabi.sizeof(_SeccompNotifResp))
 SECCOMP_IOCTL_NOTIF_ID_VALID = _ioc(_IOC_WRITE, ord("!"), 2, 8)
 
 
@@ -160,23 +161,23 @@ def set_mode_filter(bpf: bytes, flags: int = 0) -> int:
     prctl(PR_SET_SECCOMP) on kernels without seccomp(2) when no flags are asked.
     """
     count = validate_bpf(bpf)
-    buf = ctypes.create_string_buffer(bpf, len(bpf))
-    prog = _SockFprog(count, ctypes.cast(buf, ctypes.c_void_p))
+    buf = cabi.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(count, cabi.addressof(buf))
     try:
-        return syscall("seccomp", ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
-                       ctypes.byref(prog))
+        return syscall("seccomp", cabi.c_uint(SECCOMP_SET_MODE_FILTER), cabi.c_uint(flags),
+                       cabi.byref(prog))
     except OSError as e:
         if e.errno != 38 or flags:  # ENOSYS: only a pre-3.17 kernel
             raise
-    return check(_prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog)),
+    return check(_prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, cabi.addressof(prog)),
                  "prctl(PR_SET_SECCOMP)")
 
 
 def get_action_avail(action: int) -> bool:
     """seccomp(SECCOMP_GET_ACTION_AVAIL): does this kernel know the return action?"""
-    value = ctypes.c_uint32(action & SECCOMP_RET_ACTION_FULL)
+    value = cabi.c_uint32(action & SECCOMP_RET_ACTION_FULL)
     try:
-        syscall("seccomp", ctypes.c_uint(SECCOMP_GET_ACTION_AVAIL), ctypes.c_uint(0), ctypes.byref(value))
+        syscall("seccomp", cabi.c_uint(SECCOMP_GET_ACTION_AVAIL), cabi.c_uint(0), cabi.byref(value))
     except OSError as e:
         if e.errno in (95, 22):  # EOPNOTSUPP: unknown action; EINVAL: kernel without the op
             return False
@@ -188,7 +189,7 @@ def flags_supported(flags: int) -> bool:
     """Does the kernel accept these SECCOMP_FILTER_FLAG_* bits?  (Probe with a NULL program:
     EFAULT means the flags passed the kernel's checks, EINVAL that they did not.)"""
     try:
-        syscall("seccomp", ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags), ctypes.c_void_p(0))
+        syscall("seccomp", cabi.c_uint(SECCOMP_SET_MODE_FILTER), cabi.c_uint(flags), cabi.c_void_p(0))
     except OSError as e:
         return e.errno == 14  # EFAULT
     raise OSError(0, "seccomp: a NULL program was accepted")  # pragma: no cover
@@ -197,7 +198,7 @@ def flags_supported(flags: int) -> bool:
 def get_notif_sizes() -> tuple[int, int, int]:
     """seccomp(SECCOMP_GET_NOTIF_SIZES): the kernel's sizes of notif, notif_resp, seccomp_data."""
     sizes = _SeccompNotifSizes()
-    syscall("seccomp", ctypes.c_uint(SECCOMP_GET_NOTIF_SIZES), ctypes.c_uint(0), ctypes.byref(sizes))
+    syscall("seccomp", cabi.c_uint(SECCOMP_GET_NOTIF_SIZES), cabi.c_uint(0), cabi.byref(sizes))
     return sizes.seccomp_notif, sizes.seccomp_notif_resp, sizes.seccomp_data
 
 
