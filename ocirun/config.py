@@ -11,59 +11,15 @@ import os
 
 from .errors import ConfigError
 from .records import Record, factory
-
-
-class Hook(Record):
-    path: str
-    args: list[str] = factory(list)
-    #: None (no "env" in the config): the hook inherits the environment of the process running it, as
-    #: runc's hooks do (Go's exec with a nil Env); [] is an empty environment
-    env: list[str] | None = None
-    timeout: int | None = None
-
-    @classmethod
-    def parse(cls, d: dict) -> "Hook":
-        env = d.get("env")
-        return cls(d["path"], list(d.get("args") or []), None if env is None else list(env), d.get("timeout"))
-
-
-HOOK_PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
-
-
-class Hooks(Record):
-    prestart: list[Hook] = factory(list)
-    createRuntime: list[Hook] = factory(list)
-    createContainer: list[Hook] = factory(list)
-    startContainer: list[Hook] = factory(list)
-    poststart: list[Hook] = factory(list)
-    poststop: list[Hook] = factory(list)
-
-    @classmethod
-    def parse(cls, d: dict | None) -> "Hooks":
-        d = d or {}
-        return cls(**{p: [Hook.parse(h) for h in d.get(p) or []] for p in HOOK_PHASES})
-
-
-class User(Record):
-    uid: int = 0
-    gid: int = 0
-    umask: int | None = None
-    additionalGids: list[int] = factory(list)
-    username: str | None = None
+# the records the launch plan shares with the parsed spec (ocirun.plan imports them from there, not from
+# here: config.load reaches ocirun.validate, which reads the plan's tables)
+from .specrecords import HOOK_PHASES, Capabilities, Device, Hook, Hooks, User  # noqa: F401
 
 
 class Rlimit(Record):
     type: str
     soft: int
     hard: int
-
-
-class Capabilities(Record):
-    bounding: list[str] = factory(list)
-    effective: list[str] = factory(list)
-    inheritable: list[str] = factory(list)
-    permitted: list[str] = factory(list)
-    ambient: list[str] = factory(list)
 
 
 class Process(Record):
@@ -128,16 +84,6 @@ class IdMapping(Record):
     containerID: int
     hostID: int
     size: int
-
-
-class Device(Record):
-    path: str
-    type: str
-    major: int = 0
-    minor: int = 0
-    fileMode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
 
 
 class Linux(Record):
