@@ -11,59 +11,9 @@ import os
 
 from .errors import ConfigError
 from .records import Record, factory
-# the records the launch plan shares with the parsed spec (ocirun.plan imports them from there, not from
-# here: config.load reaches ocirun.validate, which reads the plan's tables)
-from .specrecords import HOOK_PHASES, Capabilities, Device, Hook, Hooks, User  # noqa: F401
-
-
-class Rlimit(Record):
-    type: str
-    soft: int
-    hard: int
-
-
-class Process(Record):
-    args: list[str]
-    cwd: str = "/"
-    env: list[str] = factory(list)
-    terminal: bool = False
-    consoleSize: dict | None = None
-    user: User = factory(User)
-    capabilities: Capabilities | None = None
-    rlimits: list[Rlimit] = factory(list)
-    noNewPrivileges: bool = False
-    oomScoreAdj: int | None = None
-    apparmorProfile: str | None = None
-    selinuxLabel: str | None = None
-    scheduler: dict | None = None
-    ioPriority: dict | None = None
-    execCPUAffinity: dict | None = None
-    commandLine: str | None = None
-
-    @classmethod
-    def parse(cls, d: dict) -> "Process":
-        u = d.get("user") or {}
-        caps = d.get("capabilities")
-        return cls(
-            args=list(d.get("args") or []),
-            cwd=d.get("cwd") or "/",
-            env=list(d.get("env") or []),
-            terminal=bool(d.get("terminal", False)),
-            consoleSize=d.get("consoleSize"),
-            user=User(u.get("uid", 0), u.get("gid", 0), u.get("umask"), list(u.get("additionalGids") or []),
-                      u.get("username")),
-            capabilities=None if caps is None else Capabilities(
-                **{k: list(caps.get(k) or []) for k in ("bounding", "effective", "inheritable", "permitted", "ambient")}),
-            rlimits=[Rlimit(r["type"], r["soft"], r["hard"]) for r in d.get("rlimits") or []],
-            noNewPrivileges=bool(d.get("noNewPrivileges", False)),
-            oomScoreAdj=d.get("oomScoreAdj"),
-            apparmorProfile=d.get("apparmorProfile"),
-            selinuxLabel=d.get("selinuxLabel"),
-            scheduler=d.get("scheduler"),
-            ioPriority=d.get("ioPriority"),
-            execCPUAffinity=d.get("execCPUAffinity"),
-            commandLine=d.get("commandLine"),
-        )
+# the records the launch plan and the stages share with the parsed spec (they import them from there, not
+# from here: config.load reaches ocirun.validate, which reads the plan's tables; and the stages need no more)
+from .specrecords import HOOK_PHASES, Capabilities, Device, Hook, Hooks, Process, Rlimit, User  # noqa: F401
 
 
 class Mount(Record):

@@ -4,9 +4,9 @@
     ──────────────────────────               ──────────────────────────────────────────────────────
     load the state; refuse stopped, paused
     the process: --process FILE, or the
-      kept config's process + flags
-      (<root>/<id>/config.json, from create)
-    compile seccomp; open /proc/<init>/ns/*
+      kept plan's process + flags
+      (<root>/<id>/plan.json, from create)
+    its seccomp program; /proc/<init>/ns/*
     spawn the stage (or fork it: CONFIG is
       then its memory, the fds its own)
     ── CONFIG {process, namespaces} + fds ───▶
@@ -73,14 +73,14 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
     init = (None, None) if fork else \
         launcher.spawn_init({sync.ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     try:
-        # The config create used, kept in the state dir: never the bundle's config.json, which may have
-        # been edited (a process without the container's seccomp filter) or removed since.
-        conf = sd.load_config()
-        raw = build_process(opts, conf)
+        # The launch plan create executed, kept in the state dir: never the bundle's config.json, which
+        # may have been edited (a process without the container's seccomp filter) or removed since.
+        plan = sd.load_plan()
+        raw = build_process(opts, None if plan.process is None else plan.process.to_config())
         terminal = bool(raw.get("terminal"))
         check_terminal(terminal, opts.detach, opts.console_socket)
         subs = parse_sub_cgroups(opts.cgroups)
-        seccomp_wire, from_config = _container_seccomp(conf, rt.log)
+        seccomp_wire, from_config = _container_seccomp(plan, rt.log)
     except BaseException:
         if init[0] is not None:
             launcher.discard_init(*init)
@@ -89,25 +89,22 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
                    init=init)
 
 
-def _container_seccomp(conf: dict, log) -> tuple[dict | None, dict]:
-    """The container's seccomp profile, compiled, and the stage options that also come from the
-    container's config (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so the
-    exec'd process gets it set, as runc does).  ``conf`` is the config create kept, so an exec'd
-    process gets the container's filter whatever the bundle holds now (runc keeps it in state.json)."""
-    linux = conf.get("linux") or {}
+def _container_seccomp(plan, log) -> tuple[dict | None, dict]:
+    """The container's seccomp program, for the wire, and the stage options that also come from the
+    container's plan (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so the
+    exec'd process gets it set, as runc does).  ``plan`` is the launch plan create kept, so an exec'd
+    process gets the container's filter whatever the bundle holds now (runc keeps it in state.json);
+    the program is the one create compiled, its warnings said again as each exec compiled it before."""
     options = {}
-    if linux.get("memoryPolicy") is not None:
-        options["memory_policy"] = linux["memoryPolicy"]
-    profile = linux.get("seccomp")
-    if not profile:
+    if plan.memory_policy is not None:
+        options["memory_policy"] = plan.memory_policy
+    compiled = plan.seccomp
+    if compiled is None:
         return None, options
-    from . import seccomp
-
-    compiled = seccomp.compile_filter(profile, cache_dir=seccomp.default_cache_dir())
     for w in compiled.warnings:
         log.warning(w)
-    if profile.get("listenerPath") and compiled.needs_listener:  # ignored without an SCMP_ACT_NOTIFY rule
-        options.update(listener_path=profile["listenerPath"], listener_metadata=profile.get("listenerMetadata"))
+    if plan.seccomp_listener:  # none without an SCMP_ACT_NOTIFY rule
+        options.update(listener_path=plan.seccomp_listener, listener_metadata=plan.seccomp_metadata)
     return compiled.to_json(), options
 
 
@@ -177,7 +174,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
     (None, None): the stage is forked here once its CONFIG is ready (ocirun.stagefork)."""
     from . import launcher
     from .cgroups import from_state
-    from .config import Process
+    from .specrecords import Process
 
     stage, sock = init
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .config import Hook
+from .specrecords import Hook
 from .errors import HookError
 
 

@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 
-from .config import Process
+from .specrecords import Process
 from .kernel import files, identity
 from .kernel import linux as k
 from .plan import RLIMIT_NAMES, cap_names
