@@ -2,13 +2,14 @@
 
 `create` re-execs the interpreter (``python -I -S``, :func:`ocirun.launcher.spawn_init`) into
 :func:`ocirun.stage.entry.main`, which receives CONFIG and calls :func:`stage1`; or, with the interpreter on
-read-only mounts, forks and calls :func:`stage1` directly with the parsed spec and plan
-(:mod:`ocirun.stagefork`).  The sequence below reads top to bottom in spec order; each numbered step
+read-only mounts, forks and calls :func:`stage1` directly with the launch plan
+(:mod:`ocirun.stagefork`).  Both stages execute the plan (:class:`ocirun.plan.LaunchPlan`) and read
+nothing else of the config.  The sequence below reads top to bottom in spec order; each numbered step
 starts at the sync point of that number in the diagram of :mod:`ocirun.sync`.
 
     stage 1 (a child of `create`)             stage 2 (forked by stage 1; pid 1 in a new pid ns)
     ─────────────────────────────             ─────────────────────────────────────────────────
-    [0] CONFIG: parse the spec, import        setsid
+    [0] CONFIG: decode the plan, import       setsid
     [1] CGROUP_JOINED: open the rootfs,       [4] CGROUP_DONE: lo up, mounts, devices
         join namespaces given by path         [5] HOOKS → HOOKS_DONE (prestart, createRuntime: the
         (user first)                              parent runs them); createContainer hooks here;
