@@ -11,9 +11,8 @@ import os
 
 from .errors import ConfigError
 from .records import Record, factory
-# the records the launch plan and the stages share with the parsed spec (they import them from there, not
-# from here: config.load reaches ocirun.validate, which reads the plan's tables; and the stages need no more)
-from .specrecords import HOOK_PHASES, Capabilities, Device, Hook, Hooks, Process, Rlimit, User  # noqa: F401
+# the records the launch plan carries as they are, and the stages read: defined with the plan (see there)
+from .plan import HOOK_PHASES, Capabilities, Device, Hook, Hooks, Process, Rlimit, User  # noqa: F401
 
 
 class Mount(Record):

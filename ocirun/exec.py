@@ -174,7 +174,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
     (None, None): the stage is forked here once its CONFIG is ready (ocirun.stagefork)."""
     from . import launcher
     from .cgroups import from_state
-    from .specrecords import Process
+    from .plan import Process
 
     stage, sock = init
     try:

@@ -13,10 +13,9 @@ import errno
 import os
 import stat
 
-from .specrecords import Process
 from .kernel import files, identity
 from .kernel import linux as k
-from .plan import RLIMIT_NAMES, cap_names
+from .plan import RLIMIT_NAMES, Process, cap_names
 
 
 #: podman's ``--group-add keep-groups``: the process keeps the supplementary groups of whoever ran the

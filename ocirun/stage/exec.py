@@ -38,7 +38,7 @@ BREAKOUT = ("current working directory is outside of container mount namespace r
 
 def exec_stage(sock, msg: dict, fds: list[int]) -> None:
     """Join the container, fork into its pid namespace; the child becomes the process.  Never returns."""
-    from ..specrecords import Process
+    from ..plan import Process
 
     # [0] CONFIG (received by ocirun.stage.entry)
     process = Process.parse(msg["process"])
