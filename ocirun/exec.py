@@ -10,7 +10,9 @@
     spawn the stage (or fork it: CONFIG is
       then its memory, the fds its own)
     ── CONFIG {process, namespaces} + fds ───▶
-    put it in the cgroup                     parse, import (nothing joined yet)
+    (the process as a ProcessPlan: the
+    container's launch plan's record)
+    put it in the cgroup                     decode, import (nothing joined yet)
     ── CGROUP_JOINED ────────────────────────▶
                                              [1] setns, user first, mount last
                                              [2] fork into the container's pid ns
@@ -174,11 +176,11 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
     (None, None): the stage is forked here once its CONFIG is ready (ocirun.stagefork)."""
     from . import launcher
     from .cgroups import from_state
-    from .plan import Process
+    from .plan import Process, process_plan
 
     stage, sock = init
     try:
-        process = Process.parse(raw)
+        process = process_plan(Process.parse(raw))  # what the stage executes, as the init stage's process
         mgr = from_state(st.cgroup) if st.cgroup else None
         sub_dirs = sub_dirs_of(mgr, subs) if (mgr is not None and subs) else []
         namespaces = open_namespaces(st.pid, st.pid_start,
@@ -215,7 +217,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
                 # once the process may have read 0x0): the stage sets it on the pty before execve.
                 size = caller_size()
                 if size:
-                    raw["consoleSize"] = {"height": size[0], "width": size[1]}
+                    process.consoleSize = {"height": size[0], "width": size[1]}
         if not opts.detach:
             from .kernel import linux as k
 
@@ -230,7 +232,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
         if console_fd is not None:
             fd_index["console"] = len(fds)
             fds.append(console_fd)
-        config = dict(process=raw, seccomp=seccomp_wire, state=st.hook_state(),
+        config = dict(process=process.to_wire(), seccomp=seccomp_wire, state=st.hook_state(),
                       options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
                                "fd_index": fd_index, "preserve_fds": opts.preserve_fds,
                                "setgroups": _setgroups_allowed(st.pid), "keep_groups": _keep_groups(st),
@@ -400,17 +402,17 @@ def _host_side_limits(pid: int, process) -> None:
     import resource
 
     from .kernel.process import prlimit
-    from .plan import RLIMITS
+    from .plan import RLIMIT_NAMES
 
-    for r in process.rlimits:
-        soft = resource.RLIM_INFINITY if r.soft >= 2**63 else r.soft
-        hard = resource.RLIM_INFINITY if r.hard >= 2**63 else r.hard
+    for resource_, soft_, hard_ in process.rlimits:  # a ProcessPlan's (resource, soft, hard)
+        soft = resource.RLIM_INFINITY if soft_ >= 2**63 else soft_
+        hard = resource.RLIM_INFINITY if hard_ >= 2**63 else hard_
         try:
-            prlimit(pid, RLIMITS[r.type], (soft, hard))
+            prlimit(pid, resource_, (soft, hard))
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
-            raise ExecFailed(f"unable to start container process: setrlimit {r.type} soft={r.soft} "
-                             f"hard={r.hard}: {reason}") from None
+            raise ExecFailed(f"unable to start container process: setrlimit {RLIMIT_NAMES[resource_]} "
+                             f"soft={soft_} hard={hard_}: {reason}") from None
     if process.oomScoreAdj is not None:
         try:
             from .procfs import write

@@ -34,8 +34,8 @@ sync points, and each numbered step of :mod:`ocirun.stage.create` starts at the 
 The same messages for an `exec` (:mod:`ocirun.exec`, stage :mod:`ocirun.stage.exec`)::
 
     parent (ocirun.exec)                     exec stage → the process
-      ── [0] CONFIG {process, namespaces} + fds ▶
-      move the stage into the cgroup          parse, import, capability sets, seccomp, the agent
+      ── [0] CONFIG {process, namespaces} + fds ▶   (process: an ocirun.plan.ProcessPlan)
+      move the stage into the cgroup          decode, import, capability sets, seccomp, the agent
       ── [1] CGROUP_JOINED ─────────────────▶
                                              setns: user first, mount last; fork
       ◀──────────────────── [2] PID {pid} ──  (the stage exits)

@@ -461,7 +461,9 @@ def test_execs_host_side_rlimits_go_through_prlimit_with_runcs_wording(monkeypat
     from ocirun.plan import RLIMITS
 
     fk = FakeKernel(monkeypatch)
-    proc = _process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2**64 - 1}])
+    from ocirun.plan import process_plan
+
+    proc = process_plan(_process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2**64 - 1}]))
     _host_side_limits(4242, proc)
     assert fk.of("prlimit") == [(4242, RLIMITS["RLIMIT_NOFILE"], (1024, resource.RLIM_INFINITY))]
     fk.fail("prlimit", errno.EPERM)

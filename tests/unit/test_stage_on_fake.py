@@ -610,7 +610,10 @@ def _exec(s: Stage, namespaces, *, process=None, seccomp=True, **options):
             "setgroups": True, "keep_groups": False, "debug": False}
     opts.update(options)
     s.mp.setenv(sync.ENV_INITMODE, "exec")
-    s.feed(sync.CONFIG, fds=fds, process=raw, seccomp=FILTER if seccomp else None,
+    from ocirun.config import Process
+
+    s.feed(sync.CONFIG, fds=fds, process=plan.process_plan(Process.parse(raw)).to_wire(),
+           seccomp=FILTER if seccomp else None,
            state={"ociVersion": "1.2.0", "id": "ctr", "status": "running", "pid": 77, "bundle": str(s.tmp)},
            options=opts)
     for fd in fds:
