@@ -128,13 +128,14 @@ def common_opts(o: CriuOptions, image_fd: int, work_fd: int | None, log_file: st
     }
 
 
-def _external_ns(spec) -> list[str]:
-    """Namespaces joined by path stay outside the image: ``net[<inode>]:extRootNetNS`` (runc's keys)."""
+def _external_ns(plan) -> list[str]:
+    """Namespaces joined by path stay outside the image: ``net[<inode>]:extRootNetNS`` (runc's keys).
+    ``plan``: the container's launch plan (ocirun.plan.LaunchPlan), as create kept it."""
+    joined = dict(plan.joins)
     out = []
     for nstype, name in (("network", "net"), ("pid", "pid")):
-        ns = spec.linux.namespace(nstype)
-        if ns is not None and ns.path:
-            out.append(f"{name}[{os.stat(ns.path).st_ino}]:extRoot{name.capitalize()}NS")
+        if joined.get(nstype):
+            out.append(f"{name}[{os.stat(joined[nstype]).st_ino}]:extRoot{name.capitalize()}NS")
     return out
 
 
@@ -201,7 +202,7 @@ def checkpoint(core, cid: str, o: CheckpointOptions) -> str:
     """Checkpoint container ``cid`` (``core``: ocirun.container.Runtime) into ``o.image_path``;
     return the image directory.  Unless ``leave_running`` or ``pre_dump``, the container is gone
     afterwards (CRIU killed its processes; its state and cgroup are removed, as `delete --force`)."""
-    from . import config, criu
+    from . import criu
     from .state import PAUSED, RUNNING
 
     sd, st = core.load(cid)
@@ -219,12 +220,12 @@ def checkpoint(core, cid: str, o: CheckpointOptions) -> str:
     if o.lazy_pages:
         lacking["lazy_pages"] = "userfaultfd, which --lazy-pages needs"
     binary = criu_binary(o.criu, lacking)
-    spec = config.Spec.parse(sd.load_config(), st.bundle)  # the container's, whatever the bundle holds now
+    plan = sd.load_plan()  # the container's, whatever the bundle holds now
     image_fd = dir_fd(image)
     work_fd = dir_fd(o.work_path) if o.work_path else None
     try:
-        opts = common_opts(o, image_fd, work_fd, "dump.log", spec.annotations)
-        opts.update(pid=st.pid, root=st.rootfs, leave_running=o.leave_running, external=_external_ns(spec))
+        opts = common_opts(o, image_fd, work_fd, "dump.log", st.annotations)  # the config's, kept in the state
+        opts.update(pid=st.pid, root=st.rootfs, leave_running=o.leave_running, external=_external_ns(plan))
         if ps is not None:
             opts["ps"] = criu.page_server(*ps)
         if parent is not None:
@@ -237,7 +238,7 @@ def checkpoint(core, cid: str, o: CheckpointOptions) -> str:
             binds = cgroup_binds(st.pid)
             with open(os.path.join(image, CGROUP_BINDS), "w") as f:
                 json.dump(binds, f)
-            opts["ext_mnt"] = [criu.ext_mount(dest, dest) for dest in _external_mounts(spec, binds)]
+            opts["ext_mnt"] = [criu.ext_mount(dest, dest) for dest in _external_mounts(plan, binds)]
         debug_opts(core.log, opts)
 
         def on_notify(script: str, pid: int, fds: list[int]) -> None:
@@ -279,13 +280,14 @@ def _record_stdio(pid: int, image: str) -> None:
         json.dump(descriptors, f)
 
 
-def _external_mounts(spec, cgroup_binds: dict) -> list[str]:
+def _external_mounts(plan, cgroup_binds: dict) -> list[str]:
     """Mount points CRIU must leave to us (key = the mount point in the container): the bind mounts,
-    at the path their destination resolved to in the rootfs, the device nodes, the cgroup binds."""
+    at the path their destination resolved to in the rootfs, the device nodes, the cgroup binds.
+    ``plan``: the container's launch plan (its mounts parsed: ``bind`` is :func:`is_bind`)."""
     from .pathsafe import resolve_in_root
 
-    out = [resolve_in_root(spec.root_path, m.destination) for m in spec.mounts if is_bind(m)]
-    out += [d.path for d in spec.linux.devices]
+    out = [resolve_in_root(plan.root_path, m.destination) for m in plan.mounts if m.bind]
+    out += [d.path for d in plan.devices]
     out += list(cgroup_binds)
     return out
 

@@ -351,11 +351,11 @@ def _notify_relay(sd: StateDir):
 def _saved_hooks(st: ContainerState):
     """The hooks as they were at create time (config.json may have changed since, runtime.md step 2).
 
-    config is imported only when there are hooks to run.
+    The plan (where the hook records are) is imported only when there are hooks to run.
     """
     if not any(st.hooks.get(p) for p in ("poststart", "poststop")):
         return _NO_HOOKS
-    from .config import Hooks
+    from .plan import Hooks
 
     return Hooks.parse(st.hooks)
 

@@ -4,13 +4,15 @@
     ──────────────────────────               ──────────────────────────────────────────────────────
     load the state; refuse stopped, paused
     the process: --process FILE, or the
-      kept config's process + flags
-      (<root>/<id>/config.json, from create)
-    compile seccomp; open /proc/<init>/ns/*
+      kept plan's process + flags
+      (<root>/<id>/plan.json, from create)
+    its seccomp program; /proc/<init>/ns/*
     spawn the stage (or fork it: CONFIG is
       then its memory, the fds its own)
     ── CONFIG {process, namespaces} + fds ───▶
-    put it in the cgroup                     parse, import (nothing joined yet)
+    (the process as a ProcessPlan: the
+    container's launch plan's record)
+    put it in the cgroup                     decode, import (nothing joined yet)
     ── CGROUP_JOINED ────────────────────────▶
                                              [1] setns, user first, mount last
                                              [2] fork into the container's pid ns
@@ -73,14 +75,14 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
     init = (None, None) if fork else \
         launcher.spawn_init({sync.ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
     try:
-        # The config create used, kept in the state dir: never the bundle's config.json, which may have
-        # been edited (a process without the container's seccomp filter) or removed since.
-        conf = sd.load_config()
-        raw = build_process(opts, conf)
+        # The launch plan create executed, kept in the state dir: never the bundle's config.json, which
+        # may have been edited (a process without the container's seccomp filter) or removed since.
+        plan = sd.load_plan()
+        raw = build_process(opts, None if plan.process is None else plan.process.to_config())
         terminal = bool(raw.get("terminal"))
         check_terminal(terminal, opts.detach, opts.console_socket)
         subs = parse_sub_cgroups(opts.cgroups)
-        seccomp_wire, from_config = _container_seccomp(conf, rt.log)
+        seccomp_wire, from_config = _container_seccomp(plan, rt.log)
     except BaseException:
         if init[0] is not None:
             launcher.discard_init(*init)
@@ -89,25 +91,22 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
                    init=init)
 
 
-def _container_seccomp(conf: dict, log) -> tuple[dict | None, dict]:
-    """The container's seccomp profile, compiled, and the stage options that also come from the
-    container's config (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so the
-    exec'd process gets it set, as runc does).  ``conf`` is the config create kept, so an exec'd
-    process gets the container's filter whatever the bundle holds now (runc keeps it in state.json)."""
-    linux = conf.get("linux") or {}
+def _container_seccomp(plan, log) -> tuple[dict | None, dict]:
+    """The container's seccomp program, for the wire, and the stage options that also come from the
+    container's plan (the seccomp agent; ``linux.memoryPolicy``, which belongs to a task, so the
+    exec'd process gets it set, as runc does).  ``plan`` is the launch plan create kept, so an exec'd
+    process gets the container's filter whatever the bundle holds now (runc keeps it in state.json);
+    the program is the one create compiled, its warnings said again as each exec compiled it before."""
     options = {}
-    if linux.get("memoryPolicy") is not None:
-        options["memory_policy"] = linux["memoryPolicy"]
-    profile = linux.get("seccomp")
-    if not profile:
+    if plan.memory_policy is not None:
+        options["memory_policy"] = plan.memory_policy
+    compiled = plan.seccomp
+    if compiled is None:
         return None, options
-    from . import seccomp
-
-    compiled = seccomp.compile_filter(profile, cache_dir=seccomp.default_cache_dir())
     for w in compiled.warnings:
         log.warning(w)
-    if profile.get("listenerPath") and compiled.needs_listener:  # ignored without an SCMP_ACT_NOTIFY rule
-        options.update(listener_path=profile["listenerPath"], listener_metadata=profile.get("listenerMetadata"))
+    if plan.seccomp_listener:  # none without an SCMP_ACT_NOTIFY rule
+        options.update(listener_path=plan.seccomp_listener, listener_metadata=plan.seccomp_metadata)
     return compiled.to_json(), options
 
 
@@ -177,11 +176,11 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
     (None, None): the stage is forked here once its CONFIG is ready (ocirun.stagefork)."""
     from . import launcher
     from .cgroups import from_state
-    from .config import Process
+    from .plan import Process, process_plan
 
     stage, sock = init
     try:
-        process = Process.parse(raw)
+        process = process_plan(Process.parse(raw))  # what the stage executes, as the init stage's process
         mgr = from_state(st.cgroup) if st.cgroup else None
         sub_dirs = sub_dirs_of(mgr, subs) if (mgr is not None and subs) else []
         namespaces = open_namespaces(st.pid, st.pid_start,
@@ -218,7 +217,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
                 # once the process may have read 0x0): the stage sets it on the pty before execve.
                 size = caller_size()
                 if size:
-                    raw["consoleSize"] = {"height": size[0], "width": size[1]}
+                    process.consoleSize = {"height": size[0], "width": size[1]}
         if not opts.detach:
             from .kernel import linux as k
 
@@ -233,7 +232,7 @@ def _launch(rt, st, raw: dict, opts: ExecOptions, terminal: bool, subs: dict, se
         if console_fd is not None:
             fd_index["console"] = len(fds)
             fds.append(console_fd)
-        config = dict(process=raw, seccomp=seccomp_wire, state=st.hook_state(),
+        config = dict(process=process.to_wire(), seccomp=seccomp_wire, state=st.hook_state(),
                       options={"namespaces": [[name, fd_index[name]] for name, _ in namespaces],
                                "fd_index": fd_index, "preserve_fds": opts.preserve_fds,
                                "setgroups": _setgroups_allowed(st.pid), "keep_groups": _keep_groups(st),
@@ -403,17 +402,17 @@ def _host_side_limits(pid: int, process) -> None:
     import resource
 
     from .kernel.process import prlimit
-    from .plan import RLIMITS
+    from .plan import RLIMIT_NAMES
 
-    for r in process.rlimits:
-        soft = resource.RLIM_INFINITY if r.soft >= 2**63 else r.soft
-        hard = resource.RLIM_INFINITY if r.hard >= 2**63 else r.hard
+    for resource_, soft_, hard_ in process.rlimits:  # a ProcessPlan's (resource, soft, hard)
+        soft = resource.RLIM_INFINITY if soft_ >= 2**63 else soft_
+        hard = resource.RLIM_INFINITY if hard_ >= 2**63 else hard_
         try:
-            prlimit(pid, RLIMITS[r.type], (soft, hard))
+            prlimit(pid, resource_, (soft, hard))
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
-            raise ExecFailed(f"unable to start container process: setrlimit {r.type} soft={r.soft} "
-                             f"hard={r.hard}: {reason}") from None
+            raise ExecFailed(f"unable to start container process: setrlimit {RLIMIT_NAMES[resource_]} "
+                             f"soft={soft_} hard={hard_}: {reason}") from None
     if process.oomScoreAdj is not None:
         try:
             from .procfs import write

@@ -1,8 +1,8 @@
 """What `exec` runs and where: its options, and the process object built from them.
 
 runc's getProcess and validateProcessSpec, with their wording: the process is either a whole process
-object (``--process FILE``) or the process create kept in the state dir (``<root>/<id>/config.json``)
-with the options applied (args, cwd, env, user, capabilities...), then checked against the process
+object (``--process FILE``) or the process of the launch plan create kept in the state dir
+(``<root>/<id>/plan.json``, :meth:`ocirun.plan.ProcessPlan.to_config`) with the options applied (args, cwd, env, user, capabilities...), then checked against the process
 schema.  Also the ``--cgroup`` sub-cgroup syntax and runc's terminal rules.  No side effect: the launch
 is :mod:`ocirun.exec`; the flags that fill :class:`ExecOptions` are read by :mod:`ocirun.commands.exec`.
 
@@ -50,12 +50,12 @@ class ExecOptions(Record):
     stdio: tuple | None = None  # (stdin, stdout, stderr) fds for the process instead of ours (ocirun.api)
 
 
-def build_process(opts: ExecOptions, conf: dict | None) -> dict:
-    """The process object to run: the --process file as is, or config.json's process with the flags
+def build_process(opts: ExecOptions, base: dict | None) -> dict:
+    """The process object to run: the --process file as is, or the container's process with the flags
     applied (runc's getProcess).  Checked as runc checks it, then against the process schema.
 
-    ``conf``: the container's config as create kept it (ocirun.state.StateDir.load_config); used only
-    without --process, and left unchanged (its process is copied before the flags are applied)."""
+    ``base``: the container's process object as create kept it (ocirun.plan.ProcessPlan.to_config; None
+    without one); used only without --process, and left unchanged (copied before the flags are applied)."""
     from . import schema
 
     if opts.process_file:
@@ -66,7 +66,7 @@ def build_process(opts: ExecOptions, conf: dict | None) -> dict:
     else:
         if not opts.args:
             raise ExecFailed("process args cannot be empty")
-        raw = dict(conf.get("process") or {})
+        raw = dict(base or {})
         source = "config.json"
         raw["args"] = list(opts.args)
         if opts.cwd:

@@ -72,7 +72,9 @@ def inspect(root: str, cid: str, proc: str = "/proc") -> dict:
 
 
 def _config(sd: StateDir) -> dict:
-    """The config create used (kept in the state dir): the bundle's may have changed since."""
+    """The config create used (kept in the state dir): the bundle's may have changed since.  The config
+    itself, not the launch plan the other commands read (plan.json): what is shown is what the config
+    asked for, in its own terms (namespace types and paths, capability names, the seccomp profile)."""
     try:
         return sd.load_config()
     except OciError:

@@ -1,7 +1,7 @@
 """Parent side of `create`: start the init stage, answer it, record the container.
 
 The init stage is forked from this process when the interpreter and everything it maps lie on
-read-only mounts (:mod:`ocirun.stagefork`: it then gets the parsed spec in memory), else it is a fresh
+read-only mounts (:mod:`ocirun.stagefork`: it then gets the launch plan in memory), else it is a fresh
 interpreter (``python -I -S``) re-exec'd from a read-only bind of itself: it starts with no
 inherited Python state, no environment but the fd numbers it needs, and no open file but
 stdio, the sync socket and what the caller asked us to pass on (``--preserve-fds``).
@@ -88,15 +88,15 @@ def stagefork_reason() -> str:
     return last_reason()
 
 
-def fork_init(spec: Spec, plan, config: dict, fds: list[int], opts: CreateOptions) -> tuple:
+def fork_init(plan, config: dict, fds: list[int], opts: CreateOptions) -> tuple:
     """Fork the init stage (ocirun.stagefork): it gets CONFIG's fields and fds as they are here, and
-    the parsed ``spec`` and ``plan``, with no message and no second parse.  Returns (pid, our end of the socket)."""
+    the ``plan`` itself, with no message and no second decoding.  Returns (pid, our end of the socket)."""
     from .stagefork import fork_stage
 
     def entry(sock) -> None:
         from .stage.create import stage1
 
-        stage1(sock, {"type": sync.CONFIG, **config}, fds, spec=spec, plan=plan)
+        stage1(sock, {"type": sync.CONFIG, **config}, fds, plan=plan)
 
     from .stage.common import INIT_COMM
 
@@ -122,8 +122,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
     console_fd = pidfd_sock = None
     try:
         st = initial_state(spec, sd.id, opts.bundle, rootless=opts.rootless, systemd_cgroup=opts.systemd_cgroup)
-        sd.save_config(spec.raw)  # what the init gets in CONFIG below; later commands read only this
-        seccomp_wire = _compile_seccomp(spec, log)
+        sd.save_config(spec.raw)  # the config as used, for `inspect`; the plan is kept for the others below
+        compiled = _compile_seccomp(spec, log)
         console_fd = connect_console(opts.console_socket) if opts.console_socket else None
         if opts.pidfd_socket:
             from . import pidfd
@@ -143,7 +143,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
 
     # What the config asks for, decided once (ocirun.plan.LaunchPlan): the stage executes it, and the
     # binds this process prepares for it are read from the same mount operations.
-    plan = launch_plan(spec, opts.bundle, cap_last_cap())
+    plan = launch_plan(spec, opts.bundle, cap_last_cap(), compiled, rootless=opts.rootless)
     for level, text in plan.notes:  # what cannot be granted: said once, here, before anything is made
         log.log(level, text)
     # The init stage: spawned by the caller already, forked below (ocirun.stagefork), or spawned now.
@@ -167,16 +167,15 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         for i, fd in idmap_fds.items():
             fd_index[f"idmap{i}"] = len(fds)
             fds.append(fd)
-        config = dict(spec=spec.raw, plan=plan.to_wire(), bundle=opts.bundle, state=st.hook_state(),
-                      seccomp=seccomp_wire,
+        config = dict(plan=plan.to_wire(), state=st.hook_state(),
                       options={"no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
                                "no_new_keyring": opts.no_new_keyring,
                                "fd_index": fd_index, "setgroups": _setgroups_allowed(spec),
                                "debug": getattr(log, "debugging", False),
                                "keep_groups": _keep_groups(spec)})
         if forked:
-            s1, sock = fork_init(spec, plan, config, fds, opts)
-            log.debug(f"init stage {s1} forked ({stagefork_reason()}); its config is in its memory")
+            s1, sock = fork_init(plan, config, fds, opts)
+            log.debug(f"init stage {s1} forked ({stagefork_reason()}); its plan is in its memory")
         else:
             sync.send(sock, sync.CONFIG, fds=fds, **config)
             log.debug(f"init stage {s1} started; config of {opts.bundle} sent")
@@ -185,7 +184,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
         if console_fd is not None:
             os.close(console_fd)
             console_fd = None
-        resources = resources_with_default_devices(spec.linux.resources, rootless=opts.rootless)
+        resources = plan.cgroup_resources()
         # The state ("creating") names the cgroup before any directory of it is made: if this
         # process is killed at any instant, `delete --force` finds and removes everything.
         cgroup = setup_cgroup(spec, sd.id, s1, opts, st, resources, record=sd.save, log=log)
@@ -243,6 +242,8 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
 
             sock_, pidfd_sock = pidfd_sock, None
             pidfd.send(sock_, s2)
+        plan.cgroup = st.cgroup
+        sd.save_plan(plan)  # what `exec` and `checkpoint` read: before the state says "created"
         st.status = "created"
         sd.save(st)
         log.debug(f"container {sd.id} created: init {s2} waits for start")
@@ -522,45 +523,9 @@ def setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: Contai
     return mgr
 
 
-#: Device rules every container gets after its own (runc 1.1's AllowedDevices): mknod of any
-#: device node (opening one still needs its own rule), the default devices of config-linux.md,
-#: /dev/console, /dev/ptmx, the devpts slaves and /dev/net/tun (containers that mknod it with
-#: CAP_NET_ADMIN, as VPN images do under Docker, rely on it).
-DENY_ALL_DEVICES = {"allow": False, "access": "rwm"}
-DEFAULT_DEVICE_RULES = [
-    {"allow": True, "type": "c", "access": "m"},
-    {"allow": True, "type": "b", "access": "m"},
-    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
-]
-
-
-def resources_with_default_devices(resources: dict | None, *, rootless: bool = False) -> dict:
-    """The device rules to enforce: deny everything, then the spec's rules, then the defaults.
-
-    The leading deny-all is runc's: its rule list is an allowlist that starts empty, so a config without
-    ``linux.resources.devices`` still gets only the default devices, not every host device (a container
-    with CAP_MKNOD could otherwise make and open /dev/sda).  ``linux.devices`` adds nothing here: which
-    nodes exist in /dev and which devices may be opened are separate policies (as in runc), so a node the
-    config creates is usable only if a rule allows it -- an engine passing ``--device`` sends that rule
-    itself, and an explicit deny in ``linux.resources.devices`` stays a deny.  A rootless container has no
-    device cgroup of its own to write (and cannot mknod): there only rules the spec asks for are applied."""
-    out = dict(resources or {})
-    if "devices" in out or not rootless:
-        out["devices"] = [DENY_ALL_DEVICES, *(out.get("devices") or ()), *DEFAULT_DEVICE_RULES]
-    return out
-
-
-def _compile_seccomp(spec: Spec, log) -> dict | None:
-    """Compile the seccomp profile here, in the parent, so the init stage never imports libseccomp."""
+def _compile_seccomp(spec: Spec, log):
+    """Compile the seccomp profile here, in the parent, so the init stage never imports libseccomp; the
+    program (an ocirun.seccomp.model.CompiledFilter) travels in the launch plan."""
     if not spec.linux.seccomp:
         return None
     from . import seccomp
@@ -568,4 +533,4 @@ def _compile_seccomp(spec: Spec, log) -> dict | None:
     compiled = seccomp.compile_filter(spec.linux.seccomp, cache_dir=seccomp.default_cache_dir())
     for w in compiled.warnings:
         log.warning(w)
-    return compiled.to_json()
+    return compiled

@@ -58,7 +58,7 @@ def with_notify_mount(raw: dict, state_dir: str) -> dict:
 def prepare(spec, state_dir: str, bundle: str):
     """`create`: make the directory and return the spec with the mount and variable added.
 
-    The parsed spec gets the same additions as its ``raw`` (which the init stage parses itself)
+    The parsed spec gets the same additions as its ``raw`` (kept for `inspect`)
     without parsing the whole config a second time: the mount as :meth:`Spec.parse` would make it
     from that entry, ``process.env`` as ``raw`` now has it (pinned by tests/unit/test_notify_prepare.py)."""
     from .config import Mount

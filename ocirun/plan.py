@@ -9,6 +9,119 @@ from .records import Record, factory
 
 from .kernel import constants as k  # numbers only: building a plan loads no ctypes
 
+# --- the spec's own records ---------------------------------------------------------------------------
+# Parsed by ocirun.config (which imports them from here), and carried by the launch plan as they are;
+# here rather than in config because the plan (below ocirun.validate) must not import config, which
+# reaches validate when it loads a bundle; and the stages, which read the plan and `exec`'s process
+# object, then need no config.
+
+class Hook(Record):
+    path: str
+    args: list[str] = factory(list)
+    #: None (no "env" in the config): the hook inherits the environment of the process running it, as
+    #: runc's hooks do (Go's exec with a nil Env); [] is an empty environment
+    env: list[str] | None = None
+    timeout: int | None = None
+
+    @classmethod
+    def parse(cls, d: dict) -> "Hook":
+        env = d.get("env")
+        return cls(d["path"], list(d.get("args") or []), None if env is None else list(env), d.get("timeout"))
+
+
+HOOK_PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+class Hooks(Record):
+    prestart: list[Hook] = factory(list)
+    createRuntime: list[Hook] = factory(list)
+    createContainer: list[Hook] = factory(list)
+    startContainer: list[Hook] = factory(list)
+    poststart: list[Hook] = factory(list)
+    poststop: list[Hook] = factory(list)
+
+    @classmethod
+    def parse(cls, d: dict | None) -> "Hooks":
+        d = d or {}
+        return cls(**{p: [Hook.parse(h) for h in d.get(p) or []] for p in HOOK_PHASES})
+
+
+class User(Record):
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additionalGids: list[int] = factory(list)
+    username: str | None = None
+
+
+class Capabilities(Record):
+    bounding: list[str] = factory(list)
+    effective: list[str] = factory(list)
+    inheritable: list[str] = factory(list)
+    permitted: list[str] = factory(list)
+    ambient: list[str] = factory(list)
+
+
+class Device(Record):
+    path: str
+    type: str
+    major: int = 0
+    minor: int = 0
+    fileMode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+class Rlimit(Record):
+    type: str
+    soft: int
+    hard: int
+
+
+class Process(Record):
+    args: list[str]
+    cwd: str = "/"
+    env: list[str] = factory(list)
+    terminal: bool = False
+    consoleSize: dict | None = None
+    user: User = factory(User)
+    capabilities: Capabilities | None = None
+    rlimits: list[Rlimit] = factory(list)
+    noNewPrivileges: bool = False
+    oomScoreAdj: int | None = None
+    apparmorProfile: str | None = None
+    selinuxLabel: str | None = None
+    scheduler: dict | None = None
+    ioPriority: dict | None = None
+    execCPUAffinity: dict | None = None
+    commandLine: str | None = None
+
+    @classmethod
+    def parse(cls, d: dict) -> "Process":
+        u = d.get("user") or {}
+        caps = d.get("capabilities")
+        return cls(
+            args=list(d.get("args") or []),
+            cwd=d.get("cwd") or "/",
+            env=list(d.get("env") or []),
+            terminal=bool(d.get("terminal", False)),
+            consoleSize=d.get("consoleSize"),
+            user=User(u.get("uid", 0), u.get("gid", 0), u.get("umask"), list(u.get("additionalGids") or []),
+                      u.get("username")),
+            capabilities=None if caps is None else Capabilities(
+                **{k: list(caps.get(k) or []) for k in ("bounding", "effective", "inheritable", "permitted", "ambient")}),
+            rlimits=[Rlimit(r["type"], r["soft"], r["hard"]) for r in d.get("rlimits") or []],
+            noNewPrivileges=bool(d.get("noNewPrivileges", False)),
+            oomScoreAdj=d.get("oomScoreAdj"),
+            apparmorProfile=d.get("apparmorProfile"),
+            selinuxLabel=d.get("selinuxLabel"),
+            scheduler=d.get("scheduler"),
+            ioPriority=d.get("ioPriority"),
+            execCPUAffinity=d.get("execCPUAffinity"),
+            commandLine=d.get("commandLine"),
+        )
+
+
 # --- namespaces ------------------------------------------------------------------------------
 #: spec namespace type → (clone flag, /proc/self/ns entry name)
 NAMESPACES = {
@@ -188,21 +301,174 @@ def labelled_mount_data(fstype: str | None, bind: bool, data: str, label: str | 
     return f"{data},{opt}" if data else opt
 
 
+class ProcessPlan(Record):
+    """``process``, as the init stage applies it.  The attribute names are :class:`ocirun.config.Process`'s,
+    so that the steps the init shares with `exec` (ocirun.security, sched, lsm, terminal) read either;
+    what differs is decided here: rlimits are (resource number, soft, hard) triples."""
+
+    args: list[str]
+    cwd: str = "/"
+    env: list[str] = factory(list)
+    terminal: bool = False
+    #: {"height": rows, "width": columns}, or None
+    consoleSize: dict | None = None
+    user: User = factory(User)
+    #: the names as configured (the init applies :attr:`LaunchPlan.capabilities`, the masks; `exec` adds
+    #: its --cap names to these and decides its own masks)
+    capabilities: Capabilities | None = None
+    #: (RLIMIT_* number, soft, hard), in config order
+    rlimits: list[tuple[int, int, int]] = factory(list)
+    noNewPrivileges: bool = False
+    oomScoreAdj: int | None = None
+    apparmorProfile: str | None = None
+    selinuxLabel: str | None = None
+    scheduler: dict | None = None
+    ioPriority: dict | None = None
+    execCPUAffinity: dict | None = None
+    commandLine: str | None = None
+
+    def to_wire(self) -> dict:
+        d = self.to_dict()
+        d["user"] = self.user.to_dict()
+        d["capabilities"] = None if self.capabilities is None else self.capabilities.to_dict()
+        d["rlimits"] = [list(r) for r in self.rlimits]
+        return d
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "ProcessPlan":
+        caps = d["capabilities"]
+        return cls(**{**d, "user": User(**d["user"]), "capabilities": None if caps is None else Capabilities(**caps),
+                      "rlimits": [tuple(r) for r in d["rlimits"]]})
+
+    def to_config(self) -> dict:
+        """The process object of config.json this plan was made from (what `exec` starts from without
+        --process: runc's getProcess takes the container's process and applies the flags to it)."""
+        out = {"terminal": self.terminal, "user": {"uid": self.user.uid, "gid": self.user.gid},
+               "args": list(self.args), "env": list(self.env), "cwd": self.cwd}
+        u = self.user
+        for key, value in (("umask", u.umask), ("additionalGids", list(u.additionalGids) or None),
+                           ("username", u.username)):
+            if value is not None:
+                out["user"][key] = value
+        if self.consoleSize is not None:
+            out["consoleSize"] = self.consoleSize
+        if self.capabilities is not None:
+            out["capabilities"] = {name: list(v) for name, v in self.capabilities.to_dict().items()}
+        if self.rlimits:
+            out["rlimits"] = [{"type": RLIMIT_NAMES[n], "soft": soft, "hard": hard} for n, soft, hard in self.rlimits]
+        if self.noNewPrivileges:
+            out["noNewPrivileges"] = True
+        for key in ("oomScoreAdj", "apparmorProfile", "selinuxLabel", "scheduler", "ioPriority", "execCPUAffinity",
+                    "commandLine"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+def process_plan(process) -> ProcessPlan:
+    """A validated :class:`ocirun.config.Process` → :class:`ProcessPlan`."""
+    fields = process.to_dict()
+    fields["rlimits"] = [(RLIMITS[r.type], r.soft, r.hard) for r in process.rlimits]
+    return ProcessPlan(**fields)
+
+
+class DeviceRule(Record):
+    """One rule of the device cgroup, as ``linux.resources.devices`` writes it (None: not given, a wildcard)."""
+
+    allow: bool
+    type: str | None = None
+    major: int | None = None
+    minor: int | None = None
+    access: str | None = None
+
+    def to_config(self) -> dict:
+        return {f: getattr(self, f) for f in self._fields if getattr(self, f) is not None}
+
+
+#: Device rules every container gets after its own (runc 1.1's AllowedDevices): mknod of any
+#: device node (opening one still needs its own rule), the default devices of config-linux.md,
+#: /dev/console, /dev/ptmx, the devpts slaves and /dev/net/tun (containers that mknod it with
+#: CAP_NET_ADMIN, as VPN images do under Docker, rely on it).
+DENY_ALL_DEVICES = {"allow": False, "access": "rwm"}
+DEFAULT_DEVICE_RULES = [
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+]
+
+
+def resources_with_default_devices(resources: dict | None, *, rootless: bool = False) -> dict:
+    """The device rules to enforce: deny everything, then the spec's rules, then the defaults.
+
+    The leading deny-all is runc's: its rule list is an allowlist that starts empty, so a config without
+    ``linux.resources.devices`` still gets only the default devices, not every host device (a container
+    with CAP_MKNOD could otherwise make and open /dev/sda).  ``linux.devices`` adds nothing here: which
+    nodes exist in /dev and which devices may be opened are separate policies (as in runc), so a node the
+    config creates is usable only if a rule allows it -- an engine passing ``--device`` sends that rule
+    itself, and an explicit deny in ``linux.resources.devices`` stays a deny.  A rootless container has no
+    device cgroup of its own to write (and cannot mknod): there only rules the spec asks for are applied."""
+    out = dict(resources or {})
+    if "devices" in out or not rootless:
+        out["devices"] = [DENY_ALL_DEVICES, *(out.get("devices") or ()), *DEFAULT_DEVICE_RULES]
+    return out
+
+
+#: timeOffsets clock name → the clock id /proc/self/timens_offsets takes
+TIME_CLOCKS = {"monotonic": 1, "boottime": 7}
+
+
 class LaunchPlan(Record):
     """What `create` decided from the validated config: built once, in the parent, by :func:`launch_plan`
     (pure: nothing is opened or asked of the kernel), and executed by the init stage, which gets it in
-    CONFIG when re-exec'd (:meth:`to_wire`) or in its memory when forked (ocirun.stagefork).  The runtime's
-    own steps (the idmapped and user-namespace bind trees) read the same mount operations, so no mount is
-    parsed twice and what the parent prepared is exactly what the stage mounts."""
+    CONFIG when re-exec'd (:meth:`to_wire`) or in its memory when forked (ocirun.stagefork): the stage
+    reads nothing else of the config.  The runtime's own steps (the idmapped and user-namespace bind
+    trees) read the same mount operations, so no mount is parsed twice and what the parent prepared is
+    exactly what the stage mounts.  Kept in the state dir once the container is created
+    (ocirun.state.StateDir.save_plan): `exec` and `checkpoint` read it there."""
 
+    # --- namespaces
     #: namespaces joined by path, in JOIN_ORDER (user first, mount last): [type, path]
     joins: list = factory(list)
     #: a new user namespace, made on its own first (the parent writes its maps)
     new_user: bool = False
     #: CLONE_* flags of every other namespace made new, in one unshare
     unshare_flags: int = 0
+    #: timeOffsets of a time namespace the config lists: (clock id, secs, nanosecs)
+    time_offsets: list[tuple[int, int, int]] = factory(list)
+    # --- the filesystem
+    #: root.path, resolved against the bundle
+    root_path: str = ""
+    root_readonly: bool = False
+    #: linux.rootfsPropagation (a PROPAGATION_ROOTFS key), or None
+    rootfs_propagation: str | None = None
     #: the config's mounts, in order, parsed (bundle-relative bind sources resolved, mountLabel applied)
     mounts: list[MountOp] = factory(list)
+    mount_label: str | None = None
+    #: linux.devices: the nodes made in /dev after the default ones
+    devices: list[Device] = factory(list)
+    masked_paths: list[str] = factory(list)
+    readonly_paths: list[str] = factory(list)
+    # --- the rest of the container's setup
+    #: set only with a uts namespace (without one, the host's name is not the container's to change)
+    hostname: str | None = None
+    domainname: str | None = None
+    sysctl: dict = factory(dict)
+    #: linux.personality as personality(2)'s value
+    personality: int | None = None
+    #: linux.memoryPolicy (ocirun.mempolicy applies it)
+    memory_policy: dict | None = None
+    hooks: Hooks = factory(Hooks)
+    # --- the process
+    process: ProcessPlan | None = None
     #: the highest capability this kernel knows (/proc/sys/kernel/cap_last_cap, read by the parent)
     last_cap: int = 0
     #: process.capabilities as the five masks (bounding, effective, inheritable, permitted, ambient);
@@ -210,22 +476,85 @@ class LaunchPlan(Record):
     capabilities: dict = factory(dict)
     #: (level, text) notes on capabilities that cannot be granted, logged by the parent as it builds the plan
     notes: list = factory(list)
+    #: the seccomp program the parent compiled (an ocirun.seccomp.model.CompiledFilter), or None
+    seccomp: object = None
+    #: the seccomp agent's socket, only when the program has an SCMP_ACT_NOTIFY rule, and its metadata
+    seccomp_listener: str | None = None
+    seccomp_metadata: str | None = None
+    # --- the cgroup (the parent's part)
+    cgroups_path: str | None = None
+    #: linux.resources without its device rules
+    resources: dict = factory(dict)
+    #: the device cgroup's rules as the parent applies them (deny-all, the config's, the defaults);
+    #: None: none applied (rootless without rules of its own)
+    device_rules: list[DeviceRule] | None = None
+    #: where the cgroup was placed (ocirun.cgroups Manager.to_state()): filled in by the parent once it is
+    #: made, after CONFIG went out; the kept plan has it
+    cgroup: dict = factory(dict)
 
+    # --- what the stages ask of it
+    @property
+    def user_namespace(self) -> bool:
+        """A user namespace, new or joined."""
+        return self.new_user or any(t == "user" for t, _ in self.joins)
+
+    @property
+    def mount_namespace(self) -> str | None:
+        """"joined", "new", or None when the config lists none (the container shares the runtime's)."""
+        if any(t == "mount" for t, _ in self.joins):
+            return "joined"
+        return "new" if self.unshare_flags & k.CLONE_NEWNS else None
+
+    @property
+    def new_network(self) -> bool:
+        return bool(self.unshare_flags & k.CLONE_NEWNET)
+
+    def cgroup_resources(self) -> dict:
+        """The resources the parent writes to the cgroup (the drivers' form, device rules included)."""
+        out = dict(self.resources)
+        if self.device_rules is not None:
+            out["devices"] = [r.to_config() for r in self.device_rules]
+        return out
+
+    # --- the wire (CONFIG, plan.json)
     def to_wire(self) -> dict:
-        return {"joins": self.joins, "new_user": self.new_user, "unshare_flags": self.unshare_flags,
-                "mounts": [m.to_dict() for m in self.mounts], "last_cap": self.last_cap,
-                "capabilities": self.capabilities, "notes": self.notes}
+        d = self.to_dict()
+        d["time_offsets"] = [list(t) for t in self.time_offsets]
+        d["mounts"] = [m.to_dict() for m in self.mounts]
+        d["devices"] = [x.to_dict() for x in self.devices]
+        d["hooks"] = {p: [h.to_dict() for h in getattr(self.hooks, p)] for p in HOOK_PHASES
+                      if getattr(self.hooks, p)}
+        d["process"] = None if self.process is None else self.process.to_wire()
+        d["seccomp"] = None if self.seccomp is None else self.seccomp.to_json()
+        d["device_rules"] = None if self.device_rules is None else [r.to_config() for r in self.device_rules]
+        d["notes"] = [list(n) for n in self.notes]
+        return d
 
     @classmethod
     def from_wire(cls, d: dict) -> "LaunchPlan":
-        return cls(joins=[list(j) for j in d["joins"]], new_user=d["new_user"], unshare_flags=d["unshare_flags"],
-                   mounts=[MountOp(**m) for m in d["mounts"]], last_cap=d["last_cap"],
-                   capabilities=dict(d["capabilities"]), notes=[tuple(n) for n in d["notes"]])
+        d = dict(d)
+        d["joins"] = [list(j) for j in d["joins"]]
+        d["time_offsets"] = [tuple(t) for t in d["time_offsets"]]
+        d["mounts"] = [MountOp(**m) for m in d["mounts"]]
+        d["devices"] = [Device(**x) for x in d["devices"]]
+        d["hooks"] = Hooks(**{p: [Hook(**h) for h in hooks] for p, hooks in d["hooks"].items()})
+        d["notes"] = [tuple(n) for n in d["notes"]]
+        if d["process"] is not None:
+            d["process"] = ProcessPlan.from_wire(d["process"])
+        if d["seccomp"] is not None:
+            from .seccomp.model import CompiledFilter  # only with a filter: binascii and the seccomp package
+
+            d["seccomp"] = CompiledFilter.from_json(d["seccomp"])
+        if d["device_rules"] is not None:
+            d["device_rules"] = [DeviceRule(**r) for r in d["device_rules"]]
+        return cls(**d)
 
 
-def launch_plan(spec, bundle: str, last_cap: int) -> LaunchPlan:
+def launch_plan(spec, bundle: str, last_cap: int, seccomp=None, rootless: bool = False) -> LaunchPlan:
     """The plan of ``spec`` (a validated :class:`ocirun.config.Spec`) for the bundle at ``bundle``, on a
-    kernel whose highest capability is ``last_cap``."""
+    kernel whose highest capability is ``last_cap``.  ``seccomp``: linux.seccomp as the parent compiled it
+    (an ocirun.seccomp.model.CompiledFilter; compiling is not pure: libseccomp and its cache).
+    ``rootless``: the device cgroup is not ours to write (see :func:`resources_with_default_devices`)."""
     linux = spec.linux
     by_type = {ns.type: ns for ns in linux.namespaces}
     joins = [[t, by_type[t].path] for t in JOIN_ORDER if t in by_type and by_type[t].path]
@@ -241,8 +570,29 @@ def launch_plan(spec, bundle: str, last_cap: int) -> LaunchPlan:
             op.data = labelled_mount_data(op.fstype, op.bind, op.data, linux.mountLabel)
         mounts.append(op)
     caps, notes = capability_sets(spec.process, last_cap) if spec.process is not None else ({}, [])
-    return LaunchPlan(joins=joins, new_user="user" in new, unshare_flags=flags, mounts=mounts,
-                      last_cap=last_cap, capabilities=caps, notes=notes)
+    offsets = []
+    if "time" in by_type:
+        offsets = [(TIME_CLOCKS[clock], int(off.get("secs", 0)), int(off.get("nanosecs", 0)))
+                   for clock, off in linux.timeOffsets.items()]
+    profile = linux.seccomp or {}
+    listener = profile.get("listenerPath") if seccomp is not None and seccomp.needs_listener else None
+    applied = resources_with_default_devices(linux.resources, rootless=rootless)
+    rules = applied.pop("devices", None)
+    return LaunchPlan(
+        joins=joins, new_user="user" in new, unshare_flags=flags, time_offsets=offsets,
+        root_path=spec.root_path, root_readonly=spec.root_readonly, rootfs_propagation=linux.rootfsPropagation,
+        mounts=mounts, mount_label=linux.mountLabel, devices=list(linux.devices),
+        masked_paths=list(linux.maskedPaths), readonly_paths=list(linux.readonlyPaths),
+        hostname=spec.hostname if "uts" in by_type else None, domainname=spec.domainname,
+        sysctl=dict(linux.sysctl),
+        personality=None if not linux.personality else personality_value(linux.personality),
+        memory_policy=linux.memoryPolicy, hooks=spec.hooks,
+        process=None if spec.process is None else process_plan(spec.process),
+        last_cap=last_cap, capabilities=caps, notes=notes,
+        seccomp=seccomp, seccomp_listener=listener,
+        seccomp_metadata=profile.get("listenerMetadata") if listener else None,
+        cgroups_path=linux.cgroupsPath, resources=applied,
+        device_rules=None if rules is None else [DeviceRule(**r) for r in rules])
 
 
 PROPAGATION_ROOTFS = {
@@ -259,6 +609,7 @@ RLIMITS = {
     "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
     "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
+RLIMIT_NAMES = {n: name for name, n in RLIMITS.items()}
 
 # --- capabilities ----------------------------------------------------------------------------
 CAPABILITIES = [

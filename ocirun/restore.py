@@ -51,7 +51,9 @@ def restore(core, cid: str, o: RestoreOptions):
     with claim as sd:
         try:
             st = initial_state(spec, cid, bundle, systemd_cgroup=o.systemd_cgroup)
-            sd.save_config(spec.raw)  # as create keeps it: exec, checkpoint, inspect read this, never the bundle
+            sd.save_config(spec.raw)  # as create keeps it, for inspect
+            plan = _plan(spec, bundle)
+            sd.save_plan(plan)  # as create keeps it: exec and checkpoint read it, never the bundle
             sd.save(st)
             if o.console_socket:
                 console_fd = connect_console(o.console_socket)
@@ -66,7 +68,7 @@ def restore(core, cid: str, o: RestoreOptions):
                 os.close(fd)
             try:
                 # CRIU restores into the cgroup it runs in: made as create makes it, then CRIU put in.
-                mgr = _container_cgroup(spec, st, sd, swrk.pid, o, core.log)
+                mgr = _container_cgroup(plan, spec, st, sd, swrk.pid, o, core.log)
                 opts["cg_root"] = _cg_roots(swrk.pid)
                 debug_opts(core.log, opts)
 
@@ -153,13 +155,30 @@ def _external_ns_fds(spec, opts: dict) -> list[int]:
     return extra
 
 
-def _container_cgroup(spec, st, sd, pid: int, o: RestoreOptions, log):
-    """The container's cgroup, made and joined by ``pid`` (criu swrk) with create's code, limits on."""
-    from .launcher import CreateOptions, resources_with_default_devices, setup_cgroup
+def _plan(spec, bundle: str):
+    """The launch plan create would have made (ocirun.plan.launch_plan), kept for `exec` and `checkpoint`.
+    CRIU restores the processes' own filters: the seccomp program is compiled only for later `exec`s,
+    and its warnings are theirs to log (as create's would have been)."""
+    from .kernel.linux import cap_last_cap
+    from .plan import launch_plan
 
-    resources = resources_with_default_devices(spec.linux.resources)
+    compiled = None
+    if spec.linux.seccomp:
+        from . import seccomp
+
+        compiled = seccomp.compile_filter(spec.linux.seccomp, cache_dir=seccomp.default_cache_dir())
+    return launch_plan(spec, bundle, cap_last_cap(), compiled)
+
+
+def _container_cgroup(plan, spec, st, sd, pid: int, o: RestoreOptions, log):
+    """The container's cgroup, made and joined by ``pid`` (criu swrk) with create's code, limits on."""
+    from .launcher import CreateOptions, setup_cgroup
+
+    resources = plan.cgroup_resources()
     mgr = setup_cgroup(spec, st.id, pid, CreateOptions(bundle=st.bundle, systemd_cgroup=o.systemd_cgroup),
                        st, resources, record=sd.save, log=log)
+    plan.cgroup = st.cgroup
+    sd.save_plan(plan)
     sd.save(st)
     mgr.apply(resources)
     return mgr

@@ -13,10 +13,9 @@ import errno
 import os
 import stat
 
-from .config import Process
 from .kernel import files, identity
 from .kernel import linux as k
-from .plan import RLIMITS, cap_names
+from .plan import RLIMIT_NAMES, Process, cap_names
 
 
 #: podman's ``--group-add keep-groups``: the process keeps the supplementary groups of whoever ran the
@@ -43,12 +42,14 @@ def setgroups_policy(process: Process, opts: dict) -> bool:
     return opts.get("setgroups", True)
 
 
-def apply_rlimits(process: Process) -> None:
-    for r in process.rlimits:
+def apply_rlimits(rlimits: list[tuple[int, int, int]]) -> None:
+    """The launch plan's (resource, soft, hard) triples (ocirun.plan.ProcessPlan.rlimits)."""
+    for resource, soft, hard in rlimits:
         try:
-            k.setrlimit(RLIMITS[r.type], r.soft, r.hard)
+            k.setrlimit(resource, soft, hard)
         except OSError as e:
-            raise OSError(e.errno, f"setrlimit {r.type} soft={r.soft} hard={r.hard}: {e.strerror}") from None
+            raise OSError(e.errno, f"setrlimit {RLIMIT_NAMES[resource]} soft={soft} hard={hard}: {e.strerror}") \
+                from None
 
 
 def check_caps(masks: dict[str, int]) -> None:

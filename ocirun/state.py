@@ -17,7 +17,8 @@ from .errors import ContainerNotFound, InvalidIdError
 
 DEFAULT_ROOT = "/run/ocirun"
 STATE_FILE = "state.json"
-CONFIG_FILE = "config.json"  # the config as `create` used it: what every later command reads, never the bundle's
+CONFIG_FILE = "config.json"  # the config as `create` used it (for `inspect`), never the bundle's
+PLAN_FILE = "plan.json"  # the launch plan `create` executed (ocirun.plan.LaunchPlan): what `exec` and `checkpoint` read
 LOCK_FILE = "lock"
 START_SOCKET = "exec.sock"  # the created init waits in accept() on it; `start` connects
 #: The comm (/proc/PID/comm, ≤ 15 bytes) of the init stage until it execs the container's program:
@@ -121,6 +122,10 @@ class StateDir:
         return os.path.join(self.path, CONFIG_FILE)
 
     @property
+    def plan_file(self) -> str:
+        return os.path.join(self.path, PLAN_FILE)
+
+    @property
     def start_socket(self) -> str:
         return os.path.join(self.path, START_SOCKET)
 
@@ -153,10 +158,9 @@ class StateDir:
 
     # -- config.json: the config create used ---------------------------------------------------------
     def save_config(self, raw: dict) -> None:
-        """Keep the validated config (with create's own additions) for `exec`, `checkpoint`, `inspect`:
-        the bundle's config.json may be edited or removed once the container exists, and a process
-        started later must get the container's seccomp filter and capabilities, not the file's new
-        ones.  0600 like state.json (a config can hold secrets in its env), in the 0711 state dir."""
+        """Keep the validated config for `inspect`, which shows what it asked for beside what the kernel
+        holds: the bundle's config.json may be edited or removed once the container exists.  0600 like
+        state.json (a config can hold secrets in its env), in the 0711 state dir."""
         write_atomic(self.config_file, fastjson.dumps(raw).encode(), 0o600)
 
     def load_config(self) -> dict:
@@ -181,6 +185,33 @@ class StateDir:
         if not isinstance(raw, dict):
             raise ConfigError(f"container {self.id}: saved config {self.config_file}: expected a JSON object")
         return raw
+
+    # -- plan.json: the launch plan create executed --------------------------------------------------
+    def save_plan(self, plan) -> None:
+        """Keep the launch plan (an ocirun.plan.LaunchPlan) for `exec` and `checkpoint`: a process started
+        later gets the container's process defaults, seccomp program and memory policy as `create` decided
+        them, whatever the bundle holds now.  Written as state.json is (rename, 0600: the env may hold
+        secrets)."""
+        write_atomic(self.plan_file, fastjson.dumps(plan.to_wire(), compact=True).encode(), 0o600)
+
+    def load_plan(self):
+        """The plan kept by :meth:`save_plan`.  A container made by an ocirun that kept none is refused,
+        not served from the bundle: that file is exactly what may no longer be the container's config."""
+        from .errors import ConfigError
+        from .plan import LaunchPlan
+
+        try:
+            with open(self.plan_file, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise ConfigError(f"container {self.id} has no saved launch plan ({self.plan_file}): it was "
+                              f"created by an older ocirun; recreate it") from None
+        except OSError as e:
+            raise ConfigError(f"container {self.id}: saved launch plan {self.plan_file}: {e.strerror}") from None
+        try:
+            return LaunchPlan.from_wire(fastjson.loads(data))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ConfigError(f"container {self.id}: saved launch plan {self.plan_file}: invalid: {e}") from None
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

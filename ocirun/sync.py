@@ -5,8 +5,8 @@ SCM_RIGHTS.  The closed set of messages, in the order of a `create`; the numbers
 sync points, and each numbered step of :mod:`ocirun.stage.create` starts at the one of its number::
 
     parent (ocirun.launcher)                 create stage (stage 1 → stage 2)
-      ── [0] CONFIG {spec, ...} + fds ──────▶
-      make the cgroup, move the stage in      parse the spec, import what later steps need
+      ── [0] CONFIG {plan, ...} + fds ──────▶
+      make the cgroup, move the stage in      decode the launch plan, import what later steps need
       (the kernel's first cgroup.procs        (pure Python: nothing that creates a kernel
       write waits ≈10–17 ms for RCU)           object the container should be charged for)
       ── [1] CGROUP_JOINED ─────────────────▶
@@ -34,8 +34,8 @@ sync points, and each numbered step of :mod:`ocirun.stage.create` starts at the 
 The same messages for an `exec` (:mod:`ocirun.exec`, stage :mod:`ocirun.stage.exec`)::
 
     parent (ocirun.exec)                     exec stage → the process
-      ── [0] CONFIG {process, namespaces} + fds ▶
-      move the stage into the cgroup          parse, import, capability sets, seccomp, the agent
+      ── [0] CONFIG {process, namespaces} + fds ▶   (process: an ocirun.plan.ProcessPlan)
+      move the stage into the cgroup          decode, import, capability sets, seccomp, the agent
       ── [1] CGROUP_JOINED ─────────────────▶
                                              setns: user first, mount last; fork
       ◀──────────────────── [2] PID {pid} ──  (the stage exits)
@@ -44,8 +44,10 @@ The same messages for an `exec` (:mod:`ocirun.exec`, stage :mod:`ocirun.stage.ex
                                              console, preflight, privileges, seccomp
       ◀──────────────────── [4] READY ──────  execve: the socket is close-on-exec, so EOF follows
 
-A stage forked from the command (ocirun.stagefork) gets CONFIG's fields and fds in its memory, with
-the parsed spec and plan, instead of the message; every later message is the same.
+CONFIG of a create carries the launch plan (ocirun.plan.LaunchPlan.to_wire: the seccomp program is
+in it), the state for hooks and create's options: never the config itself.  A stage forked from the
+command (ocirun.stagefork) gets CONFIG's fields and fds in its memory, with the plan itself, instead
+of the message; every later message is the same.
 
 WARNING {msg, level} may come from a stage at any point (a note for the parent's log).
 Any step may answer ERROR {msg} instead; :func:`recv` raises it as :class:`PeerError`, and the

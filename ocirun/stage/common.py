@@ -31,7 +31,7 @@ def preimport(*, terminal: bool, seccomp: bool, listener: bool, scheduling: bool
     """
     import errno, fcntl, stat, struct  # noqa: F401,E401  (binascii comes with seccomp.model below)
 
-    from .. import lsm, pathsafe, security  # noqa: F401
+    from .. import errors, lsm, pathsafe, security  # noqa: F401  (errors: report() names HookError)
     if terminal:
         from .. import terminal as _terminal  # noqa: F401
     if seccomp:

@@ -2,13 +2,14 @@
 
 `create` re-execs the interpreter (``python -I -S``, :func:`ocirun.launcher.spawn_init`) into
 :func:`ocirun.stage.entry.main`, which receives CONFIG and calls :func:`stage1`; or, with the interpreter on
-read-only mounts, forks and calls :func:`stage1` directly with the parsed spec and plan
-(:mod:`ocirun.stagefork`).  The sequence below reads top to bottom in spec order; each numbered step
+read-only mounts, forks and calls :func:`stage1` directly with the launch plan
+(:mod:`ocirun.stagefork`).  Both stages execute the plan (:class:`ocirun.plan.LaunchPlan`) and read
+nothing else of the config.  The sequence below reads top to bottom in spec order; each numbered step
 starts at the sync point of that number in the diagram of :mod:`ocirun.sync`.
 
     stage 1 (a child of `create`)             stage 2 (forked by stage 1; pid 1 in a new pid ns)
     ─────────────────────────────             ─────────────────────────────────────────────────
-    [0] CONFIG: parse the spec, import        setsid
+    [0] CONFIG: decode the plan, import       setsid
     [1] CGROUP_JOINED: open the rootfs,       [4] CGROUP_DONE: lo up, mounts, devices
         join namespaces given by path         [5] HOOKS → HOOKS_DONE (prestart, createRuntime: the
         (user first)                              parent runs them); createContainer hooks here;
@@ -35,23 +36,19 @@ from .common import (become_namespace_root, debug, describe, exec_process, fork_
 
 
 # ------------------------------------------------------------------------------------------------
-def stage1(sock, msg: dict, fds: list[int], spec=None, plan=None) -> None:
-    """Stage 1, from CONFIG to the fork of stage 2 (steps [0]–[3]).  Never returns.  ``spec``: the
-    parsed config, given when the stage was forked from `create` (ocirun.stagefork), which parsed it
-    already; parsed from CONFIG here when the stage was re-exec'd.  ``plan``: what the parent decided
-    (ocirun.plan.LaunchPlan), likewise given or read from CONFIG; the stage executes it."""
-    from ..config import Spec
+def stage1(sock, msg: dict, fds: list[int], plan=None) -> None:
+    """Stage 1, from CONFIG to the fork of stage 2 (steps [0]–[3]).  Never returns.  ``plan``: what the
+    parent decided (ocirun.plan.LaunchPlan), given when the stage was forked from `create`
+    (ocirun.stagefork), read from CONFIG here when the stage was re-exec'd.  The stages execute the plan
+    and read nothing else of the config."""
     from ..plan import NAMESPACES, LaunchPlan
 
     # [0] CONFIG (received by ocirun.stage.entry, or handed over by ocirun.stagefork)
-    if spec is None:
-        spec = Spec.parse(msg["spec"], msg["bundle"])
     if plan is None:
         plan = LaunchPlan.from_wire(msg["plan"])
-    linux = spec.linux
     # runc's words for this step (its nsexec), which runc's debug tests and users' scripts look for.
     debug(sock, msg, "nsexec container setup: joining and creating the container's namespaces")
-    _preimport(spec)
+    _preimport(plan)
     # Up to here only Python work, done while the parent moves us into the cgroup: every kernel object
     # of the container (namespaces, its processes, their memory) is made after we are in it.
     # [1] CGROUP_JOINED
@@ -59,7 +56,7 @@ def stage1(sock, msg: dict, fds: list[int], spec=None, plan=None) -> None:
 
     # Files we need later are opened now, as the runtime's user: inside a new user namespace
     # their paths may not be traversable any more.
-    root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = os.open(plan.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     handles = {}
 
     # Join the namespaces given by path: open them all first (paths resolve in the runtime
@@ -72,16 +69,16 @@ def stage1(sock, msg: dict, fds: list[int], spec=None, plan=None) -> None:
             raise OSError(e.errno, f"join {nstype} namespace {path}: {e.strerror}") from None
         os.close(nsfd)
 
-    mntns = linux.namespace("mount")
-    if linux.seccomp and linux.seccomp.get("listenerPath") and (msg.get("seccomp") or {}).get("needsListener"):
+    mntns = plan.mount_namespace
+    if plan.seccomp_listener:
         # Connect to the seccomp agent now: after pivot_root its socket path is out of reach.
-        # Without an SCMP_ACT_NOTIFY rule listenerPath is ignored (config-linux.md): no connection.
+        # Without an SCMP_ACT_NOTIFY rule listenerPath is ignored (config-linux.md): the plan has none.
         from ..seccomp.notify import connect_listener
 
-        handles["listener"] = connect_listener(linux.seccomp["listenerPath"])
-    if mntns is not None and mntns.path:  # the rootfs path means what it means in the joined namespace
+        handles["listener"] = connect_listener(plan.seccomp_listener)
+    if mntns == "joined":  # the rootfs path means what it means in the joined namespace
         os.close(root_fd)
-        root_fd = os.open(spec.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        root_fd = os.open(plan.root_path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     # Stand in the rootfs: unshare(CLONE_NEWNS) moves our cwd to its copy in the new namespace,
     # which is how we find the rootfs there without walking a path we may no longer traverse.
     os.fchdir(root_fd)
@@ -108,7 +105,7 @@ def stage1(sock, msg: dict, fds: list[int], spec=None, plan=None) -> None:
         handles["runtime_mntns"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         flags = k.CLONE_NEWNS
     flags |= plan.unshare_flags
-    if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
+    if any(m.fstype in ("cgroup", "cgroup2") for m in plan.mounts):
         # The container's own cgroup per hierarchy, for the cgroup mount of stage 2: read here, in its
         # cgroups and still outside a new cgroup namespace (inside, every path reads "/").
         from ..rootfs import own_cgroup_binds
@@ -117,49 +114,44 @@ def stage1(sock, msg: dict, fds: list[int], spec=None, plan=None) -> None:
     if flags:
         k.unshare(flags)
     handles["root"] = os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    if linux.namespace("time") is not None and linux.timeOffsets:
-        _write_time_offsets(linux.timeOffsets)
+    if plan.time_offsets:
+        _write_time_offsets(plan.time_offsets)
 
     # [3] Fork, send PID: in a new pid namespace the child is pid 1; time namespaces also apply to children.
     debug(sock, msg, "child process in init(): namespaces entered, forking the container's init")
-    fork_then(sock, lambda: stage2(sock, spec, plan, msg, fds, handles))
+    fork_then(sock, lambda: stage2(sock, plan, msg, fds, handles))
 
 
-def _preimport(spec) -> None:
+def _preimport(plan) -> None:
     """Import now what the later steps need (see :func:`ocirun.stage.common.preimport`), with what
     only this stage uses: the filesystem steps and the hooks."""
-    process = spec.process
-    seccomp = bool(process is not None and spec.linux.seccomp)
+    process = plan.process
+    seccomp = process is not None and plan.seccomp is not None
     preimport(terminal=bool(process is not None and process.terminal), seccomp=seccomp,
-              listener=seccomp and bool(spec.linux.seccomp.get("listenerPath")),
+              listener=seccomp and bool(plan.seccomp_listener),
               scheduling=bool(process is not None and (
                   process.scheduler or process.ioPriority or process.execCPUAffinity)),
-              memory_policy=spec.linux.memoryPolicy is not None)
+              memory_policy=plan.memory_policy is not None)
     from .. import mountinfo, rootfs  # noqa: F401  (mountinfo: the cgroup mount, --no-pivot)
-    if any((spec.hooks.createContainer, spec.hooks.startContainer)):
+    if any((plan.hooks.createContainer, plan.hooks.startContainer)):
         from .. import hooks  # noqa: F401
         import subprocess  # noqa: F401
 
 
-def _write_time_offsets(offsets: dict) -> None:
+def _write_time_offsets(offsets: list) -> None:
     """Through a private /proc handle: the mount namespace may be one joined by path."""
     from .. import procfs
 
-    lines = []
-    for clock, off in offsets.items():
-        cid = {"monotonic": 1, "boottime": 7}[clock]
-        lines.append(f"{cid} {int(off.get('secs', 0))} {int(off.get('nanosecs', 0))}")
-    procfs.write("self/timens_offsets", "\n".join(lines))
+    procfs.write("self/timens_offsets", "\n".join(f"{clock} {secs} {nsecs}" for clock, secs, nsecs in offsets))
 
 
 # ------------------------------------------------------------------------------------------------
-def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
+def stage2(sock, plan, msg: dict, fds: list[int], handles: dict) -> None:
     """Stage 2, the container's init, from CGROUP_DONE to execve (steps [4]–[7]).  Never returns."""
     from .. import lsm, rootfs, security
 
     opts = msg["options"]
-    linux = spec.linux
-    userns = linux.namespace("user") is not None
+    userns = plan.user_namespace
     identity.setsid()
     # [4] CGROUP_DONE: our cgroup limits are on.  Applying a device list passes through deny-all,
     # which must not race with our own mknod below.
@@ -167,7 +159,7 @@ def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
     # With a user namespace, the runtime cloned the bind sources with its own credentials
     # (ocirun.bindsource): mount index → detached tree, attached below.
     trees = dict(zip(done.get("trees") or (), tree_fds))
-    if linux.namespace("network") is not None and not linux.namespace("network").path:
+    if plan.new_network:
         k.set_link_up("lo")
 
     # fds handed over: the console socket (for a terminal) comes by SCM_RIGHTS.
@@ -178,7 +170,7 @@ def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
     import _socket
 
     start_sock = _socket.socket(fileno=fds[fd_index["start"]])
-    rootfd = rootfs.prepare_root(handles["root"], linux.rootfsPropagation)
+    rootfd = rootfs.prepare_root(handles["root"], plan.rootfs_propagation)
     os.close(handles["root"])
     dev_is_bind = False
     readonly_dev = False  # a read-only /dev tmpfs: made read-only once its devices and console are in
@@ -196,22 +188,22 @@ def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
         else:
             rootfs.do_mount(rootfd, op, userns, handles.get("cgroup_binds"))
     rootfs.mount_dev_defaults(rootfd, userns, dev_is_bind)
-    for d in linux.devices:
+    for d in plan.devices:
         rootfs.create_device(rootfd, d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid, userns)
     rootfs.dev_links(rootfd, dev_is_bind)
-    if spec.process is not None:
-        rootfs.ensure_cwd(rootfd, spec.process.cwd)
+    if plan.process is not None:
+        rootfs.ensure_cwd(rootfd, plan.process.cwd)
     debug(sock, msg, "init: mounts and devices in place")
 
     # [5] HOOKS → HOOKS_DONE before pivot_root: prestart + createRuntime in the runtime namespace
     # (the parent; only when there are any), then createContainer here, in the container namespaces.
-    if spec.hooks.prestart or spec.hooks.createRuntime:
+    if plan.hooks.prestart or plan.hooks.createRuntime:
         sync.send(sock, sync.HOOKS)
         sync.recv(sock, sync.HOOKS_DONE)
-    if spec.hooks.createContainer:
+    if plan.hooks.createContainer:
         from ..hooks import run_phase
 
-        run_phase("createContainer", spec.hooks.createContainer, _hook_state(msg, os.getpid()))
+        run_phase("createContainer", plan.hooks.createContainer, _hook_state(msg, os.getpid()))
 
     # Switch root, then what must be done from inside.
     if opts.get("no_pivot"):
@@ -219,49 +211,47 @@ def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
     else:
         rootfs.pivot(rootfd)
     os.close(rootfd)
-    if linux.rootfsPropagation:
+    if plan.rootfs_propagation:
         from ..plan import PROPAGATION_ROOTFS
 
-        k.mount(None, "/", None, PROPAGATION_ROOTFS[linux.rootfsPropagation])
+        k.mount(None, "/", None, PROPAGATION_ROOTFS[plan.rootfs_propagation])
     # Every procfs write from here on (keyring label, sysctl, oom_score_adj, LSM exec labels) goes
     # through one private clone of the container's /proc: no mount stacked on a /proc subpath, from
     # the config, a hook or a peer mount namespace, can redirect it (CVE-2025-52881; ocirun.procfs).
-    proc = _procfs_handle(spec)
+    proc = _procfs_handle(plan)
     if proc is not None:
         handles["procfs"] = proc
     if not opts.get("no_new_keyring"):
         # runc's default: a fresh session keyring named after the container (--no-new-keyring keeps ours),
         # labelled with the process label when SELinux is on
-        if spec.process is not None:
-            lsm.set_keyring_label(spec.process.selinuxLabel, proc)
+        if plan.process is not None:
+            lsm.set_keyring_label(plan.process.selinuxLabel, proc)
         try:
             k.join_session_keyring(f"_ses.{msg['state']['id']}")
         except OSError as e:
             if e.errno != 38:  # ENOSYS: kernels without keyrings
                 raise
-    if spec.hostname is not None and linux.namespace("uts") is not None:
-        k.sethostname(spec.hostname)
-    if spec.domainname is not None:
-        k.setdomainname(spec.domainname)
-    for key, value in linux.sysctl.items():
+    if plan.hostname is not None:  # (only with a uts namespace)
+        k.sethostname(plan.hostname)
+    if plan.domainname is not None:
+        k.setdomainname(plan.domainname)
+    for key, value in plan.sysctl.items():
         proc.write(f"sys/{key.replace('.', '/')}", value)
-    for path in linux.readonlyPaths:
+    for path in plan.readonly_paths:
         rootfs.readonly_path(path)
-    for path in linux.maskedPaths:
+    for path in plan.masked_paths:
         rootfs.mask_path(path)
-    if spec.root_readonly:
+    if plan.root_readonly:
         rootfs.readonly_root()
-    if linux.personality:
-        from ..plan import personality_value
-
-        k.personality(personality_value(linux.personality))
+    if plan.personality is not None:
+        k.personality(plan.personality)
     _reopen_dev_null()
-    if linux.memoryPolicy is not None:  # inherited by the process across execve; failing here fails `create`
+    if plan.memory_policy is not None:  # inherited by the process across execve; failing here fails `create`
         from ..mempolicy import apply as set_memory_policy
 
-        set_memory_policy(linux.memoryPolicy)
+        set_memory_policy(plan.memory_policy)
 
-    process = spec.process
+    process = plan.process
     if process is None:
         # runtime.md: create applies everything but process; `start` MUST then fail.
         if console_sock is not None:
@@ -290,18 +280,14 @@ def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
         handles.pop("procfs").close()  # now, not at execve: dissolving the clone costs ≈0.1 ms
 
     last_cap, masks = plan.last_cap, plan.capabilities  # decided (and its notes logged) by the parent
-    seccomp = None
-    if linux.seccomp:
-        from .. import seccomp as sc
-
-        seccomp = sc.CompiledFilter.from_json(msg["seccomp"])
+    seccomp = plan.seccomp  # compiled by the parent
     # Check, as the target user, that cwd and the program are usable, so that `create` reports
     # `exec: "x": ...` as runc does (podman maps that wording to exit 126/127).
     setgroups = security.setgroups_policy(process, opts)
     path = security.preflight(process, setgroups)
     process.env = security.env_with_home(process)  # read as root, from the container's /etc/passwd
     # rlimits now, so that one the kernel refuses fails `create` (engines read create's error).
-    security.apply_rlimits(process)
+    security.apply_rlimits(process.rlimits)
     if process.capabilities is not None:  # likewise caps capset would refuse after `start`
         security.check_caps(masks)
 
@@ -315,12 +301,12 @@ def stage2(sock, spec, plan, msg: dict, fds: list[int], handles: dict) -> None:
     # order that keeps each step possible (see ocirun.security), seccomp as late as possible,
     # startContainer hooks, execve.
     try:
-        _exec_sequence(spec, process, path, msg, opts, seccomp, masks, last_cap, setgroups, handles)
+        _exec_sequence(plan, process, path, msg, opts, seccomp, masks, last_cap, setgroups, handles)
     except BaseException as e:
         _fail_after_start(describe(e))
 
 
-def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, masks: dict, last_cap: int,
+def _exec_sequence(plan, process, path: str, msg: dict, opts: dict, seccomp, masks: dict, last_cap: int,
                    setgroups: bool, handles: dict) -> None:
     """[7] after `start`: exec state, LSM labels, privileges, startContainer hooks, seccomp, execve."""
     from .. import lsm, security
@@ -334,17 +320,17 @@ def _exec_sequence(spec, process, path: str, msg: dict, opts: dict, seccomp, mas
     security.apply_priorities(process)  # needs CAP_SYS_NICE: before the filter and the user switch
     if seccomp is not None and not process.noNewPrivileges:
         # Without NNP, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
-        _load_seccomp(seccomp, msg, handles.get("listener"))
+        _load_seccomp(seccomp, msg, handles.get("listener"), plan.seccomp_metadata)
         seccomp = None
     security.become_process(process, masks, last_cap, setgroups, os.chdir)
     if seccomp is not None:
         # With NNP: as late as possible, but before the startContainer hooks, as runc does; a hook
         # runs under the container's filter either way (one whose syscall it forbids fails `start`).
-        _load_seccomp(seccomp, msg, handles.get("listener"))
-    if spec.hooks.startContainer:
+        _load_seccomp(seccomp, msg, handles.get("listener"), plan.seccomp_metadata)
+    if plan.hooks.startContainer:
         from ..hooks import run_phase
 
-        run_phase("startContainer", spec.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
+        run_phase("startContainer", plan.hooks.startContainer, _hook_state(msg, os.getpid(), "running"))
     exec_process(path, process.args, process.env)
 
 
@@ -407,10 +393,10 @@ def _fail_after_start(text: str) -> None:
     os._exit(1)
 
 
-def _procfs_handle(spec):
+def _procfs_handle(plan):
     """The private /proc handle of stage 2, or None when nothing will be written to procfs."""
-    process = spec.process
-    if not (spec.linux.sysctl or (process is not None and (
+    process = plan.process
+    if not (plan.sysctl or (process is not None and (
             process.oomScoreAdj is not None or process.selinuxLabel or process.apparmorProfile))):
         return None
     from ..procfs import Procfs
@@ -425,7 +411,7 @@ def _hook_state(msg: dict, pid: int, status: str = "creating") -> dict:
     return st
 
 
-def _load_seccomp(compiled, msg: dict, listener) -> None:
+def _load_seccomp(compiled, msg: dict, listener, metadata: str | None) -> None:
     state = dict(msg["state"])
     state["pid"] = os.getpid()
-    load_seccomp(compiled, listener, state, msg["spec"]["linux"]["seccomp"].get("listenerMetadata"), state["pid"])
+    load_seccomp(compiled, listener, state, metadata, state["pid"])

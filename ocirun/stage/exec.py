@@ -9,7 +9,7 @@ the sync point of that number in the exec diagram of :mod:`ocirun.sync` (and of 
 
     exec stage (a child of `exec`)           the process (forked; in the container's pid ns)
     ─────────────────────────────            ───────────────────────────────────────────────
-    [0] CONFIG (namespace fds): parse,       [3] CGROUP_DONE (rlimits, oom_score_adj and, for a
+    [0] CONFIG (namespace fds): decode,      [3] CGROUP_DONE (rlimits, oom_score_adj and, for a
         import, caps, seccomp, the agent         paused container, the cgroup: set by the parent)
     [1] CGROUP_JOINED: setns, user first,        become the namespace's root user, setsid,
         mount last (or chroot to the init's      memory policy, console, HOME, preflight (cwd,
@@ -38,10 +38,11 @@ BREAKOUT = ("current working directory is outside of container mount namespace r
 
 def exec_stage(sock, msg: dict, fds: list[int]) -> None:
     """Join the container, fork into its pid namespace; the child becomes the process.  Never returns."""
-    from ..config import Process
+    from ..plan import ProcessPlan
 
-    # [0] CONFIG (received by ocirun.stage.entry)
-    process = Process.parse(msg["process"])
+    # [0] CONFIG (received by ocirun.stage.entry): the process as a launch plan's record, checked and
+    # converted by the parent (ocirun.exec), as the init stage gets the container's
+    process = ProcessPlan.from_wire(msg["process"])
     opts = msg["options"]
     index = opts["fd_index"]
     filtered = bool(msg.get("seccomp"))

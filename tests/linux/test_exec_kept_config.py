@@ -1,4 +1,5 @@
-"""`exec` uses the config the container was created with, kept in its state dir, never the bundle's
+"""`exec` uses the config the container was created with, kept in its state dir as the launch plan
+create executed (plan.json; config.json beside it is for `inspect`), never the bundle's
 config.json as it is now (issue 11, item 5): editing that file after create must not give an exec'd
 process a weaker seccomp filter or more capabilities, and removing it must not break exec.
 
@@ -78,17 +79,17 @@ def test_exec_works_with_config_json_unreadable(box):
 
 def test_kept_config_is_private(box):
     oci, _ = box
-    path = os.path.join(oci.root, C, "config.json")
-    assert os.stat(path).st_mode & 0o777 == 0o600
+    for name in ("config.json", "plan.json"):
+        assert os.stat(os.path.join(oci.root, C, name)).st_mode & 0o777 == 0o600
     assert os.stat(os.path.join(oci.root, C)).st_mode & 0o777 == 0o711
 
 
 def test_a_container_without_a_kept_config_is_refused_in_one_line(box):
     """As one made by an earlier ocirun (the file is removed): refused, not served from the bundle."""
     oci, _ = box
-    os.unlink(os.path.join(oci.root, C, "config.json"))
+    os.unlink(os.path.join(oci.root, C, "plan.json"))
     proc = oci("exec", C, "true")
     assert proc.returncode == 255
     assert proc.stderr.strip().splitlines()[-1].endswith(
-        f"exec failed: container {C} has no saved config ({oci.root}/{C}/config.json): it was created by "
-        f"an older ocirun; recreate it"), proc.stderr
+        f"exec failed: container {C} has no saved launch plan ({oci.root}/{C}/plan.json): it was created "
+        f"by an older ocirun; recreate it"), proc.stderr

@@ -176,7 +176,7 @@ def test_unit_starts_with_the_device_policy(tmp_path, monkeypatch):
 def test_device_rules_start_from_deny_all():
     """runc's allowlist: absent rules still mean "the defaults only"; the spec's rules come before the defaults;
     rootless applies only what the spec says (it has no device cgroup of its own)."""
-    from ocirun.launcher import DEFAULT_DEVICE_RULES, resources_with_default_devices as rwd
+    from ocirun.plan import DEFAULT_DEVICE_RULES, resources_with_default_devices as rwd
     out = rwd(None)
     assert out["devices"] == [{"allow": False, "access": "rwm"}, *DEFAULT_DEVICE_RULES]
     allow_all = {"allow": True, "access": "rwm"}

@@ -113,16 +113,18 @@ def test_resolve_in_root_follows_symlinks_inside_the_rootfs(tmp_path):
 
 
 def test_external_mounts_use_the_resolved_destination(tmp_path):
-    from types import SimpleNamespace
-
     root = tmp_path / "rootfs"
     (root / "real").mkdir(parents=True)
     os.symlink("/real", root / "conf")
-    mounts = [SimpleNamespace(destination="/conf", type=None, options=["bind"]),
-              SimpleNamespace(destination="/proc", type="proc", options=[])]
-    spec = SimpleNamespace(root_path=str(root), mounts=mounts,
-                           linux=SimpleNamespace(devices=[SimpleNamespace(path="/dev/fuse")]))
-    assert ck._external_mounts(spec, {"/sys/fs/cgroup/cpu": "/sys/fs/cgroup/cpu/x"}) == [
+    from ocirun.config import Spec
+    from ocirun.plan import launch_plan
+
+    raw = {"ociVersion": "1.2.0", "root": {"path": str(root)},
+           "mounts": [{"destination": "/conf", "source": "/etc", "options": ["bind"]},
+                      {"destination": "/proc", "type": "proc", "source": "proc"}],
+           "linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}}
+    plan = launch_plan(Spec.parse(raw, str(tmp_path)), str(tmp_path), 40)  # what checkpoint reads, kept by create
+    assert ck._external_mounts(plan, {"/sys/fs/cgroup/cpu": "/sys/fs/cgroup/cpu/x"}) == [
         "/real", "/dev/fuse", "/sys/fs/cgroup/cpu"]
 
 

@@ -1,5 +1,5 @@
-"""`exec` takes the process, the seccomp profile and linux.memoryPolicy from the config create kept in
-the state dir (<root>/<id>/config.json), never from the bundle's config.json; a container made by an
+"""`exec` takes the process, the seccomp program and linux.memoryPolicy from the launch plan create kept in
+the state dir (<root>/<id>/plan.json), never from the bundle's config.json; a container made by an
 ocirun that kept none is refused with one line naming the file.  The stage and the launch are faked:
 no root, no container."""
 import json
@@ -14,6 +14,14 @@ from ocirun.errors import ConfigError, OciError
 from ocirun.state import StateDir
 
 PROCESS = {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}, "env": ["A=1"]}
+
+
+def _keep(sd, **conf):
+    """What create keeps of a config: its launch plan (ocirun.plan.launch_plan)."""
+    from ocirun.plan import launch_plan
+
+    spec = config.Spec.parse({"ociVersion": "1.2.0", **conf}, "/bundle")
+    sd.save_plan(launch_plan(spec, "/bundle", 40))
 
 
 class _Log:
@@ -56,7 +64,7 @@ def fake(tmp_path, monkeypatch):
 
 
 def test_the_kept_config_gives_the_process_and_the_memory_policy_not_the_bundle(fake):
-    fake.sd.save_config({"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
+    _keep(fake.sd, process=PROCESS, linux={"memoryPolicy": {"mode": "MPOL_BIND"}})
     fake.write("config.json", {"process": dict(PROCESS, env=["EDITED=1"]), "linux": {}})
     assert ex.execute(fake.rt, "c", ExecOptions(args=["true"], env=["B=2"])) == 0
     assert fake.reads == []
@@ -66,7 +74,7 @@ def test_the_kept_config_gives_the_process_and_the_memory_policy_not_the_bundle(
 
 
 def test_with_a_process_file_the_container_options_still_come_from_the_kept_config(fake):
-    fake.sd.save_config({"process": PROCESS, "linux": {"memoryPolicy": {"mode": "MPOL_BIND"}}})
+    _keep(fake.sd, process=PROCESS, linux={"memoryPolicy": {"mode": "MPOL_BIND"}})
     fake.write("p.json", dict(PROCESS, args=["id"]))
     opts = ExecOptions(process_file=os.path.join(fake.bundle, "p.json"))
     assert ex.execute(fake.rt, "c", opts) == 0
@@ -75,10 +83,13 @@ def test_with_a_process_file_the_container_options_still_come_from_the_kept_conf
     assert fake.launched.from_config == {"memory_policy": {"mode": "MPOL_BIND"}}
 
 
-def test_the_kept_config_is_private_to_root(fake):
+def test_the_kept_config_and_plan_are_private_to_root(fake):
     fake.sd.save_config({"process": PROCESS})
     assert os.stat(fake.sd.config_file).st_mode & 0o777 == 0o600
     assert fake.sd.load_config() == {"process": PROCESS}
+    _keep(fake.sd, process=PROCESS)
+    assert os.stat(fake.sd.plan_file).st_mode & 0o777 == 0o600
+    assert fake.sd.load_plan().process.to_config() == dict(PROCESS, terminal=False)
 
 
 @pytest.mark.parametrize("process_file", [False, True])
@@ -90,21 +101,21 @@ def test_a_container_without_a_kept_config_is_refused_not_served_from_the_bundle
             else ExecOptions(args=["true"]))
     with pytest.raises(ConfigError) as e:
         ex.execute(fake.rt, "c", opts)
-    assert str(e.value) == (f"container c has no saved config ({fake.sd.path}/config.json): it was created "
-                            f"by an older ocirun; recreate it")
+    assert str(e.value) == (f"container c has no saved launch plan ({fake.sd.path}/plan.json): it was "
+                            f"created by an older ocirun; recreate it")
     assert "config.json" not in fake.reads
     assert fake.discarded == 1 and fake.launched is None
 
 
 def test_missing_args_are_refused(fake):
-    fake.sd.save_config({"process": PROCESS})
+    _keep(fake.sd, process=PROCESS)
     with pytest.raises(ExecFailed, match="^process args cannot be empty$"):
         ex.execute(fake.rt, "c", ExecOptions())
     assert fake.discarded == 1
 
 
 def test_process_file_checks(fake):
-    fake.sd.save_config({"process": PROCESS})
+    _keep(fake.sd, process=PROCESS)
     fake.write("p.json", dict(PROCESS, terminal=True))
     opts = ExecOptions(process_file=os.path.join(fake.bundle, "p.json"), detach=True)
     with pytest.raises(OciError, match="cannot allocate tty if runc will detach"):
@@ -116,7 +127,7 @@ def test_process_file_checks(fake):
 @pytest.mark.parametrize("env, msg", [("NAME", "missing '='"), ("=x", "name cannot be empty")])
 def test_exec_env_without_a_name_or_equals_is_refused(fake, env, msg):
     """runc refuses these when it sets up the process environment ("invalid environment variable: ...")."""
-    fake.sd.save_config({"process": PROCESS})
+    _keep(fake.sd, process=PROCESS)
     with pytest.raises(ExecFailed, match=f"^invalid environment variable: {msg}$"):
         ex.execute(fake.rt, "c", ExecOptions(args=["true"], env=[env]))
     assert fake.launched is None

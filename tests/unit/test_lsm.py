@@ -12,6 +12,7 @@ import pytest
 from ocirun import lsm, plan, procfs, security
 from ocirun.stage import create
 from ocirun.config import Spec
+from ocirun.plan import launch_plan
 from ocirun.kernel import linux as k
 from ocirun.kernel.fake import FakeKernel
 
@@ -121,7 +122,8 @@ def test_labels_written_before_privilege_switch_seccomp_and_execve(fk, monkeypat
     monkeypatch.setattr(create, "_load_seccomp", lambda *a: events.append(("seccomp", ())))
     monkeypatch.setattr(security, "become_process", lambda *a: events.append(("become_process", ())))
     monkeypatch.setattr(create.os, "execve", lambda path, args, env: events.append(("execve", (path,))))
-    create._exec_sequence(spec, spec.process, "/bin/true", {"state": {}}, {}, object(), {}, 40, True, {})
+    lp = launch_plan(spec, str(tmp_path), 40)
+    create._exec_sequence(lp, lp.process, "/bin/true", {"state": {}}, {}, object(), {}, 40, True, {})
     order = [n for n, a in events if n in ("prepare_exec_state", "write", "seccomp", "become_process", "execve")]
     writes = ["write", "write"]
     if nnp:

@@ -12,6 +12,7 @@ import pytest
 from ocirun import procfs
 from ocirun.stage import create
 from ocirun.config import Spec
+from ocirun.plan import launch_plan
 from ocirun.kernel import linux as k
 from ocirun.kernel.fake import FakeKernel
 
@@ -89,7 +90,7 @@ def _spec(tmp_path, linux=None, process=None):
     raw = {"ociVersion": "1.3.0", "root": {"path": "rootfs"},
            "process": {"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, **(process or {})},
            "linux": {"namespaces": [{"type": "mount"}], **(linux or {})}}
-    return Spec.parse(raw, str(tmp_path))
+    return launch_plan(Spec.parse(raw, str(tmp_path)), str(tmp_path), 40)  # what stage 2 reads
 
 
 def test_stage2_opens_a_handle_only_when_it_will_write(fk, tmp_path):

@@ -324,11 +324,11 @@ def test_a_stdio_chown_error_is_skipped_as_runc_skips_it_or_else_worded(monkeypa
 
 
 def test_rlimits_are_set_in_order_and_a_refusal_names_the_limit(monkeypatch):
-    from ocirun.plan import RLIMITS
+    from ocirun.plan import RLIMITS, process_plan
 
     fk = FakeKernel(monkeypatch)
-    proc = _process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
-                             {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}])
+    proc = process_plan(_process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
+                                          {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}])).rlimits
     security.apply_rlimits(proc)
     assert fk.of("setrlimit") == [(RLIMITS["RLIMIT_NOFILE"], 1024, 2048), (RLIMITS["RLIMIT_CORE"], 0, 0)]
     fk.fail("setrlimit", errno.EPERM, when=lambda res, soft, hard: res == RLIMITS["RLIMIT_CORE"])
@@ -461,7 +461,9 @@ def test_execs_host_side_rlimits_go_through_prlimit_with_runcs_wording(monkeypat
     from ocirun.plan import RLIMITS
 
     fk = FakeKernel(monkeypatch)
-    proc = _process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2**64 - 1}])
+    from ocirun.plan import process_plan
+
+    proc = process_plan(_process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2**64 - 1}]))
     _host_side_limits(4242, proc)
     assert fk.of("prlimit") == [(4242, RLIMITS["RLIMIT_NOFILE"], (1024, resource.RLIM_INFINITY))]
     fk.fail("prlimit", errno.EPERM)

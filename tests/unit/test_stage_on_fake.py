@@ -31,8 +31,9 @@ from ocirun.seccomp.model import CompiledFilter
 from ocirun.stage import create, entry
 
 ALL_CAPS = (1 << 41) - 1
-#: a "filter" for the wire: the fake set_mode_filter never looks inside it
-FILTER = CompiledFilter(b"\x06\x00\x00\x00\x00\x00\xff\x7f", 0, False, []).to_json()
+#: a "filter" (in the plan; on the wire for exec): the fake set_mode_filter never looks inside it
+PROGRAM = CompiledFilter(b"\x06\x00\x00\x00\x00\x00\xff\x7f", 0, False, [])
+FILTER = PROGRAM.to_json()
 SIGNALS = (15, 2, 1, 3, 10, 12)  # what the create stage traps while it waits for `start`
 
 
@@ -306,10 +307,12 @@ def _spec(s: Stage, *, namespaces=None, user=False, process=None, linux=None, ho
 
 
 def _plan(raw: dict, bundle) -> dict:
-    """The launch plan the parent builds from the same config (ocirun.launcher, ocirun.plan.launch_plan)."""
+    """The launch plan the parent builds from the config (ocirun.launcher, ocirun.plan.launch_plan), with
+    the program it would compile from linux.seccomp: all the create stage gets of the config."""
     from ocirun.config import Spec
 
-    return plan.launch_plan(Spec.parse(raw, str(bundle)), str(bundle), 40).to_wire()
+    spec = Spec.parse(raw, str(bundle))
+    return plan.launch_plan(spec, str(bundle), 40, PROGRAM if spec.linux.seccomp else None).to_wire()
 
 
 def _create(s: Stage, raw: dict, *, userns_mapped=False, hooks=True, **options):
@@ -318,7 +321,7 @@ def _create(s: Stage, raw: dict, *, userns_mapped=False, hooks=True, **options):
             "setgroups": True, "debug": False, "keep_groups": False}
     opts.update(options)
     start = s.start_socket()
-    s.feed(sync.CONFIG, fds=[start], spec=raw, plan=_plan(raw, s.tmp), bundle=str(s.tmp), seccomp=FILTER,
+    s.feed(sync.CONFIG, fds=[start], plan=_plan(raw, s.tmp),
            state={"ociVersion": "1.2.0", "id": "ctr", "status": "creating", "bundle": str(s.tmp)},
            options=opts)
     os.close(start)  # sent: the stage holds its own copy
@@ -460,7 +463,7 @@ def test_a_parent_thread_maps_the_user_namespace_only_once_the_stage_asks(stage,
         seen["pid"] = stage._recv(stage.parent, sync.PID)[0]["pid"]
 
     start = stage.start_socket()
-    stage.feed(sync.CONFIG, fds=[start], spec=raw, plan=_plan(raw, stage.tmp), bundle=str(stage.tmp), seccomp=FILTER,
+    stage.feed(sync.CONFIG, fds=[start], plan=_plan(raw, stage.tmp),
                state={"ociVersion": "1.2.0", "id": "ctr", "status": "creating", "bundle": str(stage.tmp)},
                options={"fd_index": {"start": 0}, "preserve_fds": 0})
     os.close(start)
@@ -607,7 +610,10 @@ def _exec(s: Stage, namespaces, *, process=None, seccomp=True, **options):
             "setgroups": True, "keep_groups": False, "debug": False}
     opts.update(options)
     s.mp.setenv(sync.ENV_INITMODE, "exec")
-    s.feed(sync.CONFIG, fds=fds, process=raw, seccomp=FILTER if seccomp else None,
+    from ocirun.config import Process
+
+    s.feed(sync.CONFIG, fds=fds, process=plan.process_plan(Process.parse(raw)).to_wire(),
+           seccomp=FILTER if seccomp else None,
            state={"ociVersion": "1.2.0", "id": "ctr", "status": "running", "pid": 77, "bundle": str(s.tmp)},
            options=opts)
     for fd in fds:
