@@ -203,6 +203,7 @@ def checkpoint(core, cid: str, o: CheckpointOptions) -> str:
     return the image directory.  Unless ``leave_running`` or ``pre_dump``, the container is gone
     afterwards (CRIU killed its processes; its state and cgroup are removed, as `delete --force`)."""
     from . import criu
+    from .launcher import container_plan
     from .state import PAUSED, RUNNING
 
     sd, st = core.load(cid)
@@ -220,7 +221,7 @@ def checkpoint(core, cid: str, o: CheckpointOptions) -> str:
     if o.lazy_pages:
         lacking["lazy_pages"] = "userfaultfd, which --lazy-pages needs"
     binary = criu_binary(o.criu, lacking)
-    plan = sd.load_plan()  # the container's, whatever the bundle holds now
+    plan = container_plan(sd, st.bundle)  # the container's, whatever the bundle holds now
     image_fd = dir_fd(image)
     work_fd = dir_fd(o.work_path) if o.work_path else None
     try:

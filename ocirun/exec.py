@@ -77,7 +77,7 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
     try:
         # The launch plan create executed, kept in the state dir: never the bundle's config.json, which
         # may have been edited (a process without the container's seccomp filter) or removed since.
-        plan = sd.load_plan()
+        plan = launcher.container_plan(sd, st.bundle)
         raw = build_process(opts, None if plan.process is None else plan.process.to_config())
         terminal = bool(raw.get("terminal"))
         check_terminal(terminal, opts.detach, opts.console_socket)

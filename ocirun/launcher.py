@@ -193,6 +193,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
             sync.send(sock, sync.CGROUP_JOINED)
         except OSError:
             pass  # the init failed already: its ERROR (or EOF) is next in the queue
+        sd.save_plan(plan)  # what `exec` and `checkpoint` read; written while the stage works
         while True:
             _wait_for_init(sock, cgroup)  # bounded: refused if the stage is frozen in its cgroup
             try:
@@ -242,8 +243,6 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
 
             sock_, pidfd_sock = pidfd_sock, None
             pidfd.send(sock_, s2)
-        plan.cgroup = st.cgroup
-        sd.save_plan(plan)  # what `exec` and `checkpoint` read: before the state says "created"
         st.status = "created"
         sd.save(st)
         log.debug(f"container {sd.id} created: init {s2} waits for start")
@@ -521,6 +520,35 @@ def setup_cgroup(spec: Spec, cid: str, pid: int, opts: CreateOptions, st: Contai
         raise
     st.cgroup = mgr.to_state()
     return mgr
+
+
+def container_plan(sd: StateDir, bundle: str):
+    """The launch plan of an existing container, for `exec` and `checkpoint`: the one create kept; for a
+    container made by an ocirun that kept only its config (an upgrade under running containers), the plan
+    create makes of that kept config (``bundle``: the container's, from its state, against which the
+    config's relative paths resolve).  Never of the bundle's config.json: that file is exactly what may
+    no longer be the container's config."""
+    plan = sd.load_plan()
+    if plan is None:
+        plan = kept_plan(Spec.parse(sd.load_config(), bundle), bundle)  # ConfigError: no kept config either
+    return plan
+
+
+def kept_plan(spec: Spec, bundle: str):
+    """The launch plan create makes of ``spec``, for a container whose plan was not kept by create: one
+    that `restore` brings back, or one made by an ocirun that kept only config.json (exec and checkpoint
+    still work across an upgrade).  CRIU restores the processes' own filters and a running container's
+    profile was compiled once already: the program is compiled (through the cache) for later `exec`s only,
+    its warnings left unsaid."""
+    from .kernel.linux import cap_last_cap
+    from .plan import launch_plan
+
+    compiled = None
+    if spec.linux.seccomp:
+        from . import seccomp
+
+        compiled = seccomp.compile_filter(spec.linux.seccomp, cache_dir=seccomp.default_cache_dir())
+    return launch_plan(spec, bundle, cap_last_cap(), compiled)
 
 
 def _compile_seccomp(spec: Spec, log):

@@ -481,16 +481,14 @@ class LaunchPlan(Record):
     #: the seccomp agent's socket, only when the program has an SCMP_ACT_NOTIFY rule, and its metadata
     seccomp_listener: str | None = None
     seccomp_metadata: str | None = None
-    # --- the cgroup (the parent's part)
+    # --- the cgroup (the parent's part).  Where it was made is the state's (ocirun.state.ContainerState.cgroup),
+    # recorded before its first directory exists, so that `delete --force` finds it after any crash.
     cgroups_path: str | None = None
     #: linux.resources without its device rules
     resources: dict = factory(dict)
     #: the device cgroup's rules as the parent applies them (deny-all, the config's, the defaults);
     #: None: none applied (rootless without rules of its own)
     device_rules: list[DeviceRule] | None = None
-    #: where the cgroup was placed (ocirun.cgroups Manager.to_state()): filled in by the parent once it is
-    #: made, after CONFIG went out; the kept plan has it
-    cgroup: dict = factory(dict)
 
     # --- what the stages ask of it
     @property

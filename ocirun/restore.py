@@ -30,7 +30,7 @@ def restore(core, cid: str, o: RestoreOptions):
     state (running; the restored init is our child).  On failure nothing is left behind."""
     from . import config, criu
     from .container import NewStateDir
-    from .launcher import connect_console, initial_state, write_pid_file
+    from .launcher import connect_console, initial_state, kept_plan, write_pid_file
 
     bundle = os.path.abspath(o.bundle or os.getcwd())
     claim = NewStateDir(core.root, cid)
@@ -52,7 +52,7 @@ def restore(core, cid: str, o: RestoreOptions):
         try:
             st = initial_state(spec, cid, bundle, systemd_cgroup=o.systemd_cgroup)
             sd.save_config(spec.raw)  # as create keeps it, for inspect
-            plan = _plan(spec, bundle)
+            plan = kept_plan(spec, bundle)
             sd.save_plan(plan)  # as create keeps it: exec and checkpoint read it, never the bundle
             sd.save(st)
             if o.console_socket:
@@ -155,21 +155,6 @@ def _external_ns_fds(spec, opts: dict) -> list[int]:
     return extra
 
 
-def _plan(spec, bundle: str):
-    """The launch plan create would have made (ocirun.plan.launch_plan), kept for `exec` and `checkpoint`.
-    CRIU restores the processes' own filters: the seccomp program is compiled only for later `exec`s,
-    and its warnings are theirs to log (as create's would have been)."""
-    from .kernel.linux import cap_last_cap
-    from .plan import launch_plan
-
-    compiled = None
-    if spec.linux.seccomp:
-        from . import seccomp
-
-        compiled = seccomp.compile_filter(spec.linux.seccomp, cache_dir=seccomp.default_cache_dir())
-    return launch_plan(spec, bundle, cap_last_cap(), compiled)
-
-
 def _container_cgroup(plan, spec, st, sd, pid: int, o: RestoreOptions, log):
     """The container's cgroup, made and joined by ``pid`` (criu swrk) with create's code, limits on."""
     from .launcher import CreateOptions, setup_cgroup
@@ -177,7 +162,6 @@ def _container_cgroup(plan, spec, st, sd, pid: int, o: RestoreOptions, log):
     resources = plan.cgroup_resources()
     mgr = setup_cgroup(spec, st.id, pid, CreateOptions(bundle=st.bundle, systemd_cgroup=o.systemd_cgroup),
                        st, resources, record=sd.save, log=log)
-    plan.cgroup = st.cgroup
     sd.save_plan(plan)
     sd.save(st)
     mgr.apply(resources)

@@ -195,8 +195,8 @@ class StateDir:
         write_atomic(self.plan_file, fastjson.dumps(plan.to_wire(), compact=True).encode(), 0o600)
 
     def load_plan(self):
-        """The plan kept by :meth:`save_plan`.  A container made by an ocirun that kept none is refused,
-        not served from the bundle: that file is exactly what may no longer be the container's config."""
+        """The plan kept by :meth:`save_plan`; None for a container made by an ocirun that kept only its
+        config (ocirun.launcher.container_plan then plans that kept config)."""
         from .errors import ConfigError
         from .plan import LaunchPlan
 
@@ -204,8 +204,7 @@ class StateDir:
             with open(self.plan_file, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            raise ConfigError(f"container {self.id} has no saved launch plan ({self.plan_file}): it was "
-                              f"created by an older ocirun; recreate it") from None
+            return None
         except OSError as e:
             raise ConfigError(f"container {self.id}: saved launch plan {self.plan_file}: {e.strerror}") from None
         try:

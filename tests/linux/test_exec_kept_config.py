@@ -84,12 +84,25 @@ def test_kept_config_is_private(box):
     assert os.stat(os.path.join(oci.root, C)).st_mode & 0o777 == 0o711
 
 
-def test_a_container_without_a_kept_config_is_refused_in_one_line(box):
-    """As one made by an earlier ocirun (the file is removed): refused, not served from the bundle."""
+def test_a_container_from_before_plan_json_execs_from_its_kept_config(box):
+    """Made by an ocirun that kept only config.json (an upgrade under running containers): exec builds
+    the plan create makes of the kept config, not of the bundle's, which says otherwise now."""
     oci, _ = box
     os.unlink(os.path.join(oci.root, C, "plan.json"))
+    with open(os.path.join(oci.bundle, "config.json"), "w") as f:
+        f.write("not json")
+    proc = oci("exec", C, "true")
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.exists(os.path.join(oci.root, C, "plan.json"))  # read-only: nothing rewritten
+
+
+def test_a_container_without_a_kept_config_is_refused_in_one_line(box):
+    """Neither plan.json nor config.json (the files are removed): refused, not served from the bundle."""
+    oci, _ = box
+    for name in ("plan.json", "config.json"):
+        os.unlink(os.path.join(oci.root, C, name))
     proc = oci("exec", C, "true")
     assert proc.returncode == 255
     assert proc.stderr.strip().splitlines()[-1].endswith(
-        f"exec failed: container {C} has no saved launch plan ({oci.root}/{C}/plan.json): it was created "
+        f"exec failed: container {C} has no saved config ({oci.root}/{C}/config.json): it was created "
         f"by an older ocirun; recreate it"), proc.stderr

@@ -101,7 +101,7 @@ def test_a_container_without_a_kept_config_is_refused_not_served_from_the_bundle
             else ExecOptions(args=["true"]))
     with pytest.raises(ConfigError) as e:
         ex.execute(fake.rt, "c", opts)
-    assert str(e.value) == (f"container c has no saved launch plan ({fake.sd.path}/plan.json): it was "
+    assert str(e.value) == (f"container c has no saved config ({fake.sd.path}/config.json): it was "
                             f"created by an older ocirun; recreate it")
     assert "config.json" not in fake.reads
     assert fake.discarded == 1 and fake.launched is None
