@@ -14,6 +14,9 @@ from .commands.argv import HelpTopicError, Usage, check_arity, parse_flags, pres
 __all__ = ["main", "run_cli", "COMMANDS", "GLOBAL_FLAGS", "ENTRY", "ARITY", "Usage", "HelpTopicError",
            "parse_flags"]
 
+#: the commands that move a process into a cgroup (ocirun.cgroups.warm starts on their way in)
+WRITES_CGROUP_PROCS = ("create", "run", "exec")
+
 # flag name → (aliases, takes a value)
 GLOBAL_FLAGS = {
     "root": (("root",), True),
@@ -207,6 +210,13 @@ def run_cli(argv: list[str]) -> int:
         if flags.pop("help", False):
             return _print_help(cmd)
         check_arity(cmd, args, *ARITY[cmd])
+        if cmd in WRITES_CGROUP_PROCS:
+            # The kernel's first cgroup.procs write after a quiet spell waits for an RCU grace period
+            # (10–25 ms here): set it going now, so that it passes while the command imports its code
+            # and reads its config (ocirun.cgroups.warm).
+            from .cgroups import warm
+
+            warm.start()
         if "preserve-fds" in table:
             flags["preserve-fds"] = preserved_fds(flags.get("preserve-fds", "0"))
         from .log import Logger

@@ -46,8 +46,8 @@ class Runtime:
         from . import launcher
         from .cgroups import warm
 
-        fork = launcher.stagefork_allowed()  # before warm's thread starts
         warm.start()  # the first cgroup.procs write's RCU wait passes while we read the config
+        fork = launcher.stagefork_allowed()
         claim = NewStateDir(self.root, cid)  # the id is checked here, before anything is spawned
         # A re-exec'd init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while
         # we validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.

@@ -67,8 +67,8 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
     from . import launcher
     from .cgroups import warm
 
-    fork = launcher.stagefork_allowed()  # before warm's thread starts
     warm.start()  # the first cgroup.procs write's RCU wait passes while we read the process
+    fork = launcher.stagefork_allowed()
     # A re-exec'd exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we
     # read and check the process and the seccomp profile; killed and reaped if we stop before handing
     # it over.  None when _launch forks it instead (ocirun.stagefork).

@@ -26,8 +26,8 @@ memory.  What the re-exec gave that a fork does not, and how each is made up for
 * **signals and Python state.**  Dispositions and mask back to defaults at the kernel level (the
   command may block or catch signals: ``run`` and a foreground ``exec`` do); stdio is flushed before
   the fork; the child never returns into the command: it ends in execve or ``os._exit``.  Only a
-  single-threaded caller forks (decided before ocirun.cgroups.warm starts its thread, which holds no
-  lock while it waits in the kernel): an embedding program's thread could hold a lock for ever.
+  single-threaded caller forks (ocirun.cgroups.warm's own thread aside, which holds no lock while it
+  waits in the kernel): an embedding program's thread could hold a lock for ever.
 """
 from __future__ import annotations
 
@@ -98,12 +98,17 @@ def _check() -> tuple[bool, str]:
 
 
 def single_threaded() -> bool:
-    """Whether this process has one thread: a fork copies only the calling one, and a lock another
-    held (an embedding program's logging, malloc, import lock) would never be released in the child."""
+    """Whether this process has one thread, ocirun.cgroups.warm's aside: a fork copies only the calling
+    one, and a lock another held (an embedding program's logging, malloc, import lock) would never be
+    released in the child.  warm's thread holds none (see :func:`ocirun.cgroups.warm.alive`); if it ends
+    between the two looks, two threads and "not alive" refuse the fork: the safe side."""
+    from .cgroups import warm
+
     try:
-        return len(os.listdir("/proc/self/task")) == 1
+        threads = len(os.listdir("/proc/self/task"))
     except OSError:
         return False
+    return threads == 1 or (threads == 2 and warm.alive())
 
 
 def fork_stage(entry, *, comm: str, keep: list[int], preserve_fds: int = 0, stdio: tuple | None = None):

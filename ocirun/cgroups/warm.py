@@ -17,19 +17,46 @@ from __future__ import annotations
 import os
 
 
+_started = False
+#: held by the thread while it runs (ocirun.stagefork.single_threaded tells it from an embedder's threads)
+_running = None
+
+
 def start() -> None:
+    """Start the thread, once per process (the command line starts it as soon as it knows the command;
+    ``container.Runtime.create`` and ``exec`` start it for the Python API's callers)."""
+    global _started, _running
+    if _started:
+        return
+    _started = True
     import _thread
 
     # Imported here, in the calling thread: the thread must not hold an import lock when the command
     # forks a stage (ocirun.stagefork), or the child could wait for it for ever.
     from . import paths  # noqa: F401
+    _running = _thread.allocate_lock()
+    _running.acquire()
     try:
         _thread.start_new_thread(_warm, ())
     except RuntimeError:
-        pass
+        _running.release()
+
+
+def alive() -> bool:
+    """Whether the thread is still running.  It holds no lock a forked child could need: it takes no
+    import lock (what it runs was imported by :func:`start`), and the files it reads and writes (two in
+    procfs, one cgroup file) are its own objects, which the child never touches."""
+    return _running is not None and _running.locked()
 
 
 def _warm() -> None:
+    try:
+        _write_own_procs()
+    finally:
+        _running.release()
+
+
+def _write_own_procs() -> None:
     try:
         path = own_procs_file()
         if path is None:
