@@ -68,19 +68,3 @@ def test_started_once_and_seen_alive_while_it_runs(monkeypatch):
     assert not warm.alive()
     assert calls == [1]
 
-
-def test_an_embedders_thread_refuses_the_fork(monkeypatch):
-    import threading
-
-    from ocirun import stagefork
-    from ocirun.cgroups import warm
-
-    monkeypatch.setattr(warm, "_running", None)
-    stop = threading.Event()
-    t = threading.Thread(target=stop.wait, args=(10,))
-    t.start()
-    try:
-        assert not stagefork.single_threaded()
-    finally:
-        stop.set()
-        t.join()
