@@ -210,13 +210,6 @@ def run_cli(argv: list[str]) -> int:
         if flags.pop("help", False):
             return _print_help(cmd)
         check_arity(cmd, args, *ARITY[cmd])
-        if cmd in WRITES_CGROUP_PROCS:
-            # The kernel's first cgroup.procs write after a quiet spell waits for an RCU grace period
-            # (10–25 ms here): set it going now, so that it passes while the command imports its code
-            # and reads its config (ocirun.cgroups.warm).
-            from .cgroups import warm
-
-            warm.start()
         if "preserve-fds" in table:
             flags["preserve-fds"] = preserved_fds(flags.get("preserve-fds", "0"))
         from .log import Logger
@@ -225,7 +218,23 @@ def run_cli(argv: list[str]) -> int:
         if fmt not in ("text", "json"):
             raise Usage(f"invalid log-format: {fmt}")
         log = Logger(g.get("log"), fmt, bool(g.get("debug")))
-        return dispatch(cmd, flags, args, g, log)
+        try:
+            if cmd in WRITES_CGROUP_PROCS:
+                # The two longest waits of these commands, set going before they import their code and
+                # read their config: the kernel's first cgroup.procs write after a quiet spell waits for
+                # an RCU grace period (10–25 ms here; ocirun.cgroups.warm), and the stage's interpreter
+                # boots (≈13 ms; ocirun.stagespawn: killed below if the command never takes it).
+                from . import stagespawn
+                from .cgroups import warm
+
+                warm.start()
+                stagespawn.early("exec" if cmd == "exec" else "init", flags.get("preserve-fds", 0))
+            return dispatch(cmd, flags, args, g, log)
+        finally:
+            if cmd in WRITES_CGROUP_PROCS:
+                from . import stagespawn
+
+                stagespawn.discard_unused()
     except Usage as e:
         if e.command is not None:
             from .help import command_help, program_name

@@ -43,16 +43,19 @@ class Runtime:
 
     # -- create ---------------------------------------------------------------------------------
     def create(self, cid: str, opts) -> ContainerState:
-        from . import launcher
+        from . import launcher, stagefork, stagespawn
         from .cgroups import warm
 
         warm.start()  # the first cgroup.procs write's RCU wait passes while we read the config
-        fork = launcher.stagefork_allowed()
-        claim = NewStateDir(self.root, cid)  # the id is checked here, before anything is spawned
-        # A re-exec'd init stage (a fresh interpreter: ≈15–20 ms until it waits for CONFIG) boots while
-        # we validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.
-        # None when launcher.create forks it instead, with the config parsed (ocirun.stagefork).
-        init = None if fork else launcher.spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+        # A re-exec'd init stage (a fresh interpreter: ≈13 ms until it waits for CONFIG) boots while we
+        # validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.  The
+        # command line started it already, if it could (ocirun.stagespawn); none when launcher.create
+        # forks it instead, with the plan in memory (ocirun.stagefork).
+        init = stagespawn.take("init", opts.preserve_fds, opts.stdio)
+        fork = init is None and stagefork.allowed()
+        claim = NewStateDir(self.root, cid)  # the id is checked here
+        if init is None and not fork:
+            init = stagespawn.spawn("init", opts.preserve_fds, opts.stdio)
         handed = False
         try:
             from . import config

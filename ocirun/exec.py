@@ -64,16 +64,17 @@ def execute(rt, cid: str, opts: ExecOptions) -> ExecResult:
         raise ExecRefused("cannot exec in a paused container (use --ignore-paused to override)")
     if st.pid <= 0:
         raise ExecRefused("container is not running")
-    from . import launcher
+    from . import launcher, stagefork, stagespawn
     from .cgroups import warm
 
     warm.start()  # the first cgroup.procs write's RCU wait passes while we read the process
-    fork = launcher.stagefork_allowed()
-    # A re-exec'd exec stage (a fresh interpreter: ≈15 ms until it waits for CONFIG) boots while we
+    # A re-exec'd exec stage (a fresh interpreter: ≈13 ms until it waits for CONFIG) boots while we
     # read and check the process and the seccomp profile; killed and reaped if we stop before handing
-    # it over.  None when _launch forks it instead (ocirun.stagefork).
-    init = (None, None) if fork else \
-        launcher.spawn_init({sync.ENV_INITMODE: "exec"}, preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+    # it over.  The command line started it already, if it could (ocirun.stagespawn); none when _launch
+    # forks it instead (ocirun.stagefork).
+    init = stagespawn.take("exec", opts.preserve_fds, opts.stdio)
+    if init is None:
+        init = (None, None) if stagefork.allowed() else stagespawn.spawn("exec", opts.preserve_fds, opts.stdio)
     try:
         # The launch plan create executed, kept in the state dir: never the bundle's config.json, which
         # may have been edited (a process without the container's seccomp filter) or removed since.

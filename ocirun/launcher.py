@@ -2,25 +2,21 @@
 
 The init stage is forked from this process when the interpreter and everything it maps lie on
 read-only mounts (:mod:`ocirun.stagefork`: it then gets the launch plan in memory), else it is a fresh
-interpreter (``python -I -S``) re-exec'd from a read-only bind of itself: it starts with no
-inherited Python state, no environment but the fd numbers it needs, and no open file but
-stdio, the sync socket and what the caller asked us to pass on (``--preserve-fds``).
+interpreter (``python -I -S``) re-exec'd from a read-only bind of itself (:mod:`ocirun.stagespawn`,
+which the command line may have started early).
 """
 from __future__ import annotations
 
 import os
-import sys
 import time
 from .records import Record
 
-from . import SPEC_VERSION, sync
+from . import SPEC_VERSION, stagespawn, sync
 from .config import Spec
 from .errors import HookError, InitError, OciError
 from .signals import SIGKILL
 from .state import ContainerState, StateDir, read_start_time
 
-PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BOOT = f"import sys;sys.path.insert(0,{PKG_PARENT!r});from ocirun.stage.entry import main;main()"
 
 
 class CreateOptions(Record):
@@ -36,50 +32,6 @@ class CreateOptions(Record):
     rootless: bool = False
     #: (stdin, stdout, stderr) fds for the container's process instead of ours (the Python API's capture)
     stdio: tuple | None = None
-
-
-def interpreter() -> str:
-    """The interpreter to re-exec; resolved once, never through PATH (podman gives us none)."""
-    return os.path.realpath(sys.executable)
-
-
-def spawn_init(extra_env: dict | None = None, preserve_fds: int = 0, stdio: tuple | None = None) -> tuple:
-    """Start the init stage; return (pid, our end of the sync socket).
-
-    What it inherits is exactly stdio, ``--preserve-fds`` and the sync socket: every other fd
-    the caller left open is made close-on-exec first (CVE-2024-21626: an engine's leaked
-    directory fd would otherwise be reachable as ``/proc/self/fd/N`` from the container).
-    ``stdio`` (three fds) replaces our stdin/stdout/stderr in the stage, and so in the process.
-    It runs from a read-only bind of the interpreter (pathsafe.readonly_exe), so its
-    /proc/<pid>/exe cannot be reopened for writing from inside (CVE-2019-5736).
-    """
-    from .kernel import linux as k
-    from .pathsafe import readonly_exe
-
-    k.close_range(3 + preserve_fds, 0xFFFFFFFF, 4)  # CLOSE_RANGE_CLOEXEC
-    parent, child = sync.pair()
-    os.set_inheritable(child.fileno(), True)
-    env = {sync.ENV_INITPIPE: str(child.fileno())}
-    if extra_env:
-        env.update(extra_env)
-    exe = interpreter()
-    ro = readonly_exe(exe)
-    try:
-        actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(stdio)] if stdio else ()
-        pid = os.posix_spawn(f"/proc/self/fd/{ro}", [exe, "-I", "-S", "-c", BOOT], env, file_actions=actions)
-    finally:
-        child.close()
-        os.close(ro)
-    return pid, parent
-
-
-def stagefork_allowed() -> bool:
-    """Whether the stages may be forked from this process rather than re-exec'd (ocirun.stagefork):
-    the interpreter is on read-only mounts, and we are single-threaded (a Python API caller's threads
-    may hold locks a forked child would wait on for ever).  Asked before we start threads of our own."""
-    from .stagefork import protection, single_threaded
-
-    return protection()[0] and single_threaded()
 
 
 def stagefork_reason() -> str:
@@ -116,9 +68,9 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
            fork: bool = False) -> ContainerState:
     """Run the whole create sequence; on any failure undo everything and raise.
 
-    ``init``: (pid, socket) of an init stage spawned by the caller with :func:`spawn_init`
+    ``init``: (pid, socket) of an init stage spawned by the caller (ocirun.stagespawn)
     (so that it boots while the config is validated); spawned here when None, or forked with
-    ``fork`` (the caller asked :func:`stagefork_allowed`)."""
+    ``fork`` (the caller asked ocirun.stagefork.allowed)."""
     console_fd = pidfd_sock = None
     try:
         st = initial_state(spec, sd.id, opts.bundle, rootless=opts.rootless, systemd_cgroup=opts.systemd_cgroup)
@@ -149,7 +101,7 @@ def create(spec: Spec, sd: StateDir, opts: CreateOptions, log, init: tuple | Non
     # The init stage: spawned by the caller already, forked below (ocirun.stagefork), or spawned now.
     forked = init is None and fork
     s1, sock = init if init is not None else (None, None) if forked else \
-        spawn_init(preserve_fds=opts.preserve_fds, stdio=opts.stdio)
+        stagespawn.spawn("init", opts.preserve_fds, opts.stdio)
     s2 = None
     s2_start = 0
     cgroup = None

@@ -1,6 +1,6 @@
 """Fork the init or exec stage from the command's own process, when that is safe.
 
-A stage re-exec'd as a fresh interpreter (:func:`ocirun.launcher.spawn_init`) costs an interpreter
+A stage re-exec'd as a fresh interpreter (:func:`ocirun.stagespawn.spawn`) costs an interpreter
 start, the stage's imports, a message carrying the config and a second parse of it: ≈15 ms of every
 create, run and exec.  A fork costs well under a millisecond and hands the stage the parsed config in
 memory.  What the re-exec gave that a fork does not, and how each is made up for here:
@@ -97,6 +97,13 @@ def _check() -> tuple[bool, str]:
     return True, f"the interpreter {exe} and its {len(seen)} mapped objects are on read-only mounts"
 
 
+def allowed() -> bool:
+    """Whether the stages may be forked from this process rather than re-exec'd: the interpreter is on
+    read-only mounts (:func:`protection`), and no other thread may hold a lock (:func:`single_threaded`:
+    a Python API caller's threads)."""
+    return protection()[0] and single_threaded()
+
+
 def single_threaded() -> bool:
     """Whether this process has one thread, ocirun.cgroups.warm's aside: a fork copies only the calling
     one, and a lock another held (an embedding program's logging, malloc, import lock) would never be
@@ -114,7 +121,7 @@ def single_threaded() -> bool:
 def fork_stage(entry, *, comm: str, keep: list[int], preserve_fds: int = 0, stdio: tuple | None = None):
     """Fork; the child becomes the stage and runs ``entry(sock)``, never returning here.
 
-    Returns (pid, our end of the sync socket), as spawn_init does.  ``keep``: the fds the stage is
+    Returns (pid, our end of the sync socket), as stagespawn.spawn does.  ``keep``: the fds the stage is
     handed (they keep their numbers); with stdio and ``--preserve-fds`` the only ones it keeps.
     ``stdio`` (three fds) replaces stdin/stdout/stderr in the stage."""
     parent, child = sync.pair()

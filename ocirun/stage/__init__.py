@@ -9,5 +9,5 @@
 
 Each stage is one linear sequence; its numbered sync points are those of the protocol diagrams in
 :mod:`ocirun.sync`.  The runtime's commands never import this package: they start it by name
-(:data:`ocirun.launcher.BOOT`).  This __init__ imports nothing, so a stage loads only what it runs.
+(:data:`ocirun.stagespawn.BOOT`).  This __init__ imports nothing, so a stage loads only what it runs.
 """

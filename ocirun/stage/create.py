@@ -1,6 +1,6 @@
 """The create stage: everything that happens inside the container before the user program runs.
 
-`create` re-execs the interpreter (``python -I -S``, :func:`ocirun.launcher.spawn_init`) into
+`create` re-execs the interpreter (``python -I -S``, :func:`ocirun.stagespawn.spawn`) into
 :func:`ocirun.stage.entry.main`, which receives CONFIG and calls :func:`stage1`; or, with the interpreter on
 read-only mounts, forks and calls :func:`stage1` directly with the launch plan
 (:mod:`ocirun.stagefork`).  Both stages execute the plan (:class:`ocirun.plan.LaunchPlan`) and read

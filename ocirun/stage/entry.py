@@ -1,6 +1,6 @@
 """What the re-exec'd interpreter runs first: :func:`main`, for `create` and for `exec` alike.
 
-The launcher starts ``python -I -S -c <boot>`` (:data:`ocirun.launcher.BOOT`) with the sync socket
+ocirun.stagespawn starts ``python -I -S -c <boot>`` (:data:`ocirun.stagespawn.BOOT`) with the sync socket
 named by ``_OCIRUN_INITPIPE``; ``_OCIRUN_INITMODE=exec`` (:data:`ocirun.sync.ENV_INITMODE`) makes it
 the exec stage.  Only the stage asked for is imported.
 """

@@ -1,6 +1,6 @@
 """The exec stage: what happens between `ocirun exec` and the execve of the new process.
 
-`exec` re-execs the interpreter (``python -I -S``, see :func:`ocirun.launcher.spawn_init`)
+`exec` re-execs the interpreter (``python -I -S``, see :func:`ocirun.stagespawn.spawn`)
 with ``_OCIRUN_INITMODE=exec``; :func:`ocirun.stage.entry.main` resets signals, makes us
 non-dumpable, receives CONFIG and hands over to :func:`exec_stage`.  With the interpreter on
 read-only mounts `exec` forks instead and calls :func:`exec_stage` with CONFIG's fields in

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from ocirun.launcher import interpreter
+from ocirun.stagespawn import interpreter
 
 pytestmark = pytest.mark.root
 

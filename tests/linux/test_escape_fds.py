@@ -16,9 +16,9 @@ from .conftest import OCIRUN
 
 pytestmark = pytest.mark.root
 
-#: Until launcher.spawn_init marks the caller's fds close-on-exec (docs/security.md), an fd an
+#: Until stagespawn.spawn marks the caller's fds close-on-exec (docs/security.md), an fd an
 #: engine leaks to `ocirun create` is inherited by the init and reachable until execve.
-LEAK_FIX = "init inherits fds leaked by the caller: needs close_range(CLOEXEC) in launcher.spawn_init"
+LEAK_FIX = "init inherits fds leaked by the caller: needs close_range(CLOEXEC) in stagespawn.spawn"
 
 #: Walk up as far as the kernel lets us and compare with the container's root: a cwd inside the
 #: container ends at "/", a cwd on a host (or detached) mount ends somewhere else.

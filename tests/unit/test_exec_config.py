@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ocirun import config, exec as ex, launcher
+from ocirun import config, exec as ex, launcher, stagefork, stagespawn
 from ocirun.exec_process import ExecFailed, ExecOptions
 from ocirun.errors import ConfigError, OciError
 from ocirun.state import StateDir
@@ -52,8 +52,8 @@ def fake(tmp_path, monkeypatch):
         return 0
 
     monkeypatch.setattr(config, "read_json", read_json)
-    monkeypatch.setattr(launcher, "stagefork_allowed", lambda: False)  # the re-exec'd stage, spawned early
-    monkeypatch.setattr(launcher, "spawn_init", lambda *a, **kw: (0, None))
+    monkeypatch.setattr(stagefork, "allowed", lambda: False)  # the re-exec'd stage, spawned early
+    monkeypatch.setattr(stagespawn, "spawn", lambda *a, **kw: (0, None))
     monkeypatch.setattr(launcher, "discard_init", discard)
     monkeypatch.setattr(ex, "_launch", launch)
     st = SimpleNamespace(status="running", pid=1, bundle=rec.bundle)
