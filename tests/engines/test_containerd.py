@@ -331,8 +331,18 @@ def test_with_ns_network_of_another_task(ctr):
     assert sorted(proc.stdout.split()) == ["lo", "probe1", "probe2"], proc.stdout
 
 
+def _mounted(path: str) -> bool:
+    """From mountinfo: os.path.ismount misses a bind of a directory onto itself (same device)."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
 def test_with_ns_named_netns(ctr):
     name = f"ocirun-ctrd-{os.getpid()}-{ctr.name}"
+    # `ip netns add` makes /run/netns a shared mount of itself the first time: a host that had none gets
+    # it undone below (the host guard compares /run/netns and the mount table).
+    had_dir = os.path.isdir("/run/netns")
+    had_mount = _mounted("/run/netns")
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     try:
         # (no dummy driver in this kernel: a veth pair, both ends in the namespace)
@@ -347,6 +357,10 @@ def test_with_ns_named_netns(ctr):
         assert lines[-1] == f"net:[{os.stat(f'/run/netns/{name}').st_ino}]"
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        if not had_mount and _mounted("/run/netns"):
+            subprocess.run(["umount", "/run/netns"], check=True, capture_output=True)
+        if not had_dir and os.path.isdir("/run/netns") and not os.listdir("/run/netns"):
+            os.rmdir("/run/netns")
 
 
 def test_own_network_namespace_by_default(ctr):
