@@ -433,6 +433,28 @@ def suite_cgroups(before: set[str], after: set[str]) -> list[str]:
     return tops
 
 
+NETNS_DIR = "/run/netns"
+
+
+def mount_points() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+def stray_cgroup_roots(before: set[str], cgroot: str = "/sys/fs/cgroup") -> list[str]:
+    """Directories the suite made on the cgroup tmpfs itself, beside the mounted hierarchies (helpers
+    that assume a v1 controller is mounted ``mkdir -p`` its path, e.g. ``hugetlb``): new since
+    ``before``, not mount points, empty."""
+    mounted = mount_points()
+    try:
+        names = os.listdir(cgroot)
+    except OSError:
+        return []
+    return sorted(p for p in (os.path.join(cgroot, n) for n in names)
+                  if p not in before and p not in mounted and os.path.isdir(p) and not os.path.islink(p)
+                  and not os.listdir(p))
+
+
 def netns_names() -> set[str]:
     try:
         return {n for n in os.listdir("/run/netns")}
@@ -562,6 +584,9 @@ class HostSnapshot:
     criu_tmp: set[str]
     criu_conf: bytes | None
     criu_dir: bool
+    #: /run/netns existed, and was a mount (``ip netns add`` makes it a shared mount of itself)
+    netns_dir: bool = False
+    netns_mount: bool = False
 
     @classmethod
     def take(cls) -> "HostSnapshot":
@@ -572,7 +597,8 @@ class HostSnapshot:
         except OSError:
             pass
         return cls(cgroup_dirs(), netns_names(), set(glob.glob("/tmp/runc-criu-*")), conf,
-                   os.path.isdir(os.path.dirname(CRIU_CONF)))
+                   os.path.isdir(os.path.dirname(CRIU_CONF)), os.path.isdir(NETNS_DIR),
+                   NETNS_DIR in mount_points())
 
 
 @dataclasses.dataclass
@@ -621,6 +647,20 @@ def clean_up(work: str, runtime: str, before: HostSnapshot) -> Leftovers:
         if _SUITE_NETNS.match(name):
             if subprocess.run(["ip", "netns", "del", name], capture_output=True).returncode == 0:
                 left.netns += 1
+    for path in stray_cgroup_roots(before.cgroups):
+        try:
+            os.rmdir(path)
+            left.cgroups += 1
+        except OSError:
+            pass
+    if not before.netns_mount and not netns_names() and NETNS_DIR in mount_points():
+        if subprocess.run(["umount", NETNS_DIR], capture_output=True).returncode == 0:
+            left.mounts += 1
+    if not before.netns_dir and os.path.isdir(NETNS_DIR) and not netns_names():
+        try:
+            os.rmdir(NETNS_DIR)
+        except OSError:
+            pass
     for path in set(glob.glob("/tmp/runc-criu-*")) - before.criu_tmp:
         try:
             os.unlink(path)

@@ -268,3 +268,14 @@ def test_container_processes_are_found_by_the_mount_on_their_root(tmp_path, monk
     assert rb.root_mount_source(4242).startswith(work + "/")
     assert rb.inside_path(rb.root_mount_source(4242), rb.source_path(work))
     assert not rb.inside_path(rb.root_mount_source(4243), rb.source_path(work))
+
+
+def test_stray_cgroup_roots_are_new_empty_unmounted_dirs(tmp_path):
+    """What helpers' `mkdir -p /sys/fs/cgroup/hugetlb/...` leaves on the tmpfs: only new, empty directories."""
+    root = tmp_path / "cg"
+    (root / "cpu").mkdir(parents=True)
+    before = {str(root), str(root / "cpu")}
+    (root / "hugetlb").mkdir()
+    (root / "net_cls" / "x").mkdir(parents=True)  # not empty: someone's cgroup, left alone
+    (root / "link").symlink_to(root / "cpu")
+    assert rb.stray_cgroup_roots(before, str(root)) == [str(root / "hugetlb")]
