@@ -51,9 +51,9 @@ class Runtime:
         # validate the config; it only waits for CONFIG, and is killed and reaped if we stop here.  The
         # command line started it already, if it could (ocirun.stagespawn); none when launcher.create
         # forks it instead, with the plan in memory (ocirun.stagefork).
+        claim = NewStateDir(self.root, cid)  # the id is checked here, before we own a stage
         init = stagespawn.take("init", opts.preserve_fds, opts.stdio)
         fork = init is None and stagefork.allowed()
-        claim = NewStateDir(self.root, cid)  # the id is checked here
         if init is None and not fork:
             init = stagespawn.spawn("init", opts.preserve_fds, opts.stdio)
         handed = False

@@ -150,6 +150,17 @@ def test_bad_config_names_field_and_leaves_nothing(oci):
     assert oci.ids() == []
 
 
+@pytest.mark.parametrize("command", ["create", "run"])
+def test_an_invalid_id_is_one_line_and_no_stage_is_left(oci, command):
+    """The command line starts the stage before the id is checked (ocirun.stagespawn): the stage must
+    be killed unheard, not left to see EOF and report it on stderr after the real error."""
+    oci.write(oci.config())
+    proc = oci(command, "--bundle", oci.bundle, "../c1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["ocirun: invalid container id format: ../c1"], proc.stderr
+    assert oci.ids() == []
+
+
 def test_unsupported_major_version_refused(oci):
     spec = oci.config()
     spec["ociVersion"] = "2.0.0"
