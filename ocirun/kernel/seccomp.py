@@ -27,13 +27,10 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_GET_ACTION_AVAIL = 2
 SECCOMP_GET_NOTIF_SIZES = 3
 
-# --- filter flags ---------------------------------------------------------------------------
-SECCOMP_FILTER_FLAG_TSYNC = 1 << 0
-SECCOMP_FILTER_FLAG_LOG = 1 << 1
-SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1 << 2
-SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
-SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 1 << 4
-SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
+# --- filter flags: their numbers live in ocirun.kernel.constants ----------------------------
+from .constants import (SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_NEW_LISTENER,  # noqa: E402,F401
+                        SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_TSYNC,
+                        SECCOMP_FILTER_FLAG_TSYNC_ESRCH, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
 
 # --- return actions (the high 16 bits of a filter's return value) ---------------------------
 SECCOMP_RET_KILL_PROCESS = 0x80000000

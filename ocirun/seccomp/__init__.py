@@ -27,7 +27,7 @@ import os
 from ..errors import SeccompError
 from .model import CompiledFilter, check_listener
 
-FLAG_NEW_LISTENER = 1 << 3  # = translate.FLAG_NEW_LISTENER (translate is imported only to compile)
+from ..kernel.constants import SECCOMP_FILTER_FLAG_NEW_LISTENER as FLAG_NEW_LISTENER  # noqa: E402
 
 __all__ = ["CompiledFilter", "SeccompError", "compile_filter", "default_cache_dir", "features", "load"]
 

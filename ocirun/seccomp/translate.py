@@ -111,13 +111,13 @@ ARCHES: dict[str, int] = {
     "SCMP_ARCH_SHEB": 42,
 }
 
-# --- seccomp(2) filter flags ----------------------------------------------------------------
-FLAG_TSYNC = 1 << 0
-FLAG_LOG = 1 << 1
-FLAG_SPEC_ALLOW = 1 << 2
-FLAG_NEW_LISTENER = 1 << 3
-FLAG_TSYNC_ESRCH = 1 << 4
-FLAG_WAIT_KILLABLE_RECV = 1 << 5
+# --- seccomp(2) filter flags (their numbers: ocirun.kernel.constants, which loads no ctypes) ---
+from ..kernel.constants import SECCOMP_FILTER_FLAG_LOG as FLAG_LOG  # noqa: E402
+from ..kernel.constants import SECCOMP_FILTER_FLAG_NEW_LISTENER as FLAG_NEW_LISTENER  # noqa: E402
+from ..kernel.constants import SECCOMP_FILTER_FLAG_SPEC_ALLOW as FLAG_SPEC_ALLOW  # noqa: E402
+from ..kernel.constants import SECCOMP_FILTER_FLAG_TSYNC as FLAG_TSYNC  # noqa: E402
+from ..kernel.constants import SECCOMP_FILTER_FLAG_TSYNC_ESRCH as FLAG_TSYNC_ESRCH  # noqa: E402
+from ..kernel.constants import SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as FLAG_WAIT_KILLABLE_RECV  # noqa: E402
 
 #: the flags a config may name (the runtime adds NEW_LISTENER and TSYNC_ESRCH itself)
 FLAGS: dict[str, int] = {
